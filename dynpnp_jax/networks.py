@@ -1,0 +1,115 @@
+"""A pretrained network as a pytree: static module + variables, with the prior semantics.
+
+``Network`` is what ``restore`` receives in ``params``. Its module is static (part of the
+jit cache key), its variables are traced leaves, so two networks of the same architecture
+share one compilation.
+
+Two kinds of network exist in this library:
+
+* ``residual``: the module predicts the noise (DnCNN); ``prior(x) = x - f(x)`` and
+  ``noise(x) = f(x)``.
+* ``image``: the module returns the restored image directly (DMPHN, wrapped with its
+  ``-0.5``/``+0.5``); ``prior(x) = f(x)`` and ``noise(x) = x - f(x)``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Network:
+    """A Flax module bound to converted variables.
+
+    Attributes:
+      module: the linen module (static).
+      variables: its variables, ``{'params': ...}``.
+      kind: ``'residual'`` or ``'image'`` (static).
+      channels: channels the module takes (static). A 1-channel network applied to a C-channel
+        image runs on each channel separately (the channels are folded into the batch).
+      multiple: height and width must be multiples of this (static); other sizes are padded by
+        reflection and cropped back (``pad_to_multiple``) when ``pad`` is true.
+      name: registry name, for messages and result files (static).
+    """
+
+    module: nn.Module = struct.field(pytree_node=False)
+    variables: Any
+    kind: str = struct.field(pytree_node=False, default="residual")
+    channels: int = struct.field(pytree_node=False, default=1)
+    multiple: int = struct.field(pytree_node=False, default=1)
+    name: str = struct.field(pytree_node=False, default="network")
+
+    # ---------------------------------------------------------------- raw forward
+    def apply(self, x: jax.Array) -> jax.Array:
+        """The module's own output on NHWC ``x`` (channel folding and padding handled)."""
+        b, h, w, c = x.shape
+        if c != self.channels:
+            if self.channels == 1:
+                x = jnp.transpose(x, (0, 3, 1, 2)).reshape(b * c, h, w, 1)
+                out = self.apply(x)
+                return jnp.transpose(out.reshape(b, c, h, w), (0, 2, 3, 1))
+            raise ValueError(
+                f"network {self.name!r} takes {self.channels}-channel images, got {c} channels; "
+                "convert the input (e.g. repeat a gray image to 3 channels) or choose a network "
+                f"with {c} channel(s)")
+        ph = (-h) % self.multiple
+        pw = (-w) % self.multiple
+        if ph or pw:
+            mode = "reflect" if (ph < h and pw < w) else "edge"
+            x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
+        out = self.module.apply(self.variables, x)
+        return out[:, :h, :w, :]
+
+    def prior(self, x: jax.Array) -> jax.Array:
+        """The prior step ``v = prior(x)`` (Eq. 7): the network's restored image."""
+        out = self.apply(x)
+        return x - out if self.kind == "residual" else out
+
+    def noise(self, x: jax.Array) -> jax.Array:
+        """``g(x)``: the network's estimate of the noise in ``x`` (Eq. 9)."""
+        out = self.apply(x)
+        return out if self.kind == "residual" else x - out
+
+    def check_input(self, x_shape, argname: str = "y") -> None:
+        """Raise a clear ``ValueError`` when this network cannot take an image of ``x_shape``."""
+        if len(x_shape) != 4:
+            raise ValueError(f"{argname} must be NHWC (rank 4), got shape {tuple(x_shape)}")
+        c = x_shape[-1]
+        if c != self.channels and self.channels != 1:
+            raise ValueError(
+                f"{argname} has {c} channel(s) but network {self.name!r} takes {self.channels}; "
+                f"give a {self.channels}-channel image (e.g. np.repeat(y, {self.channels}, -1) for "
+                "gray input) or choose a network with matching channels")
+
+
+def num_params(net: Network) -> int:
+    """Number of scalar parameters in ``net``."""
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(net.variables)))
+
+
+def _check_structure(self: Network) -> None:
+    """Assert that ``variables`` match ``module.init`` in tree structure and shapes."""
+    side = max(32, 2 * self.multiple)
+    x = jax.ShapeDtypeStruct((1, side, side, self.channels), jnp.float32)
+    want = jax.eval_shape(self.module.init, jax.random.PRNGKey(0), x)
+    want_flat = {jax.tree_util.keystr(k): v.shape
+                 for k, v in jax.tree_util.tree_leaves_with_path(want)}
+    got_flat = {jax.tree_util.keystr(k): np.shape(v)
+                for k, v in jax.tree_util.tree_leaves_with_path(self.variables)}
+    missing = sorted(set(want_flat) - set(got_flat))
+    extra = sorted(set(got_flat) - set(want_flat))
+    wrong = sorted(k for k in set(want_flat) & set(got_flat) if want_flat[k] != got_flat[k])
+    if missing or extra or wrong:
+        raise ValueError(
+            f"converted variables of {self.name!r} do not fit the module: missing {missing[:5]}, "
+            f"unexpected {extra[:5]}, wrong shapes "
+            f"{[(k, got_flat[k], want_flat[k]) for k in wrong[:5]]}")
+
+
+Network.check_structure = _check_structure

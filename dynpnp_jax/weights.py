@@ -1,0 +1,283 @@
+"""Registry of pretrained networks: name -> upstream files, converter, Flax module; the cache.
+
+``load_network(name)`` returns a :class:`~dynpnp_jax.networks.Network`. It looks, in order:
+
+1. in the cache of converted weights (orbax checkpoints under ``cache_dir()/weights``), keyed by
+   the sha256 of the upstream file(s), so a changed upstream file is converted anew;
+2. for the upstream file(s): a user-given ``path``, then ``$DYNPNP_UPSTREAM`` or
+   ``../shared/upstream``, then ``cache_dir()/upstream``;
+3. else downloads each upstream file from its public URL into ``cache_dir()/upstream`` (with a
+   progress bar) and checks its sha256.
+
+Registry files are checked against their recorded sha256 before conversion: a corrupt or
+truncated file raises :class:`WeightsError` that says where to get a good copy. A file given with
+``path`` that differs from the registry's hash is taken as the user's own weights (e.g. a model
+retrained by the user) and cached under its own hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import paths
+from .networks import Network
+
+
+class WeightsError(RuntimeError):
+    """A weight file is missing, corrupt, or cannot be converted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamFile:
+    """One original weight file. ``relpath`` is relative to the upstream folder."""
+
+    relpath: str
+    sha256: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSpec:
+    """A registry entry.
+
+    Attributes:
+      name: registry name (``dncnn-s25``).
+      files: the upstream file(s).
+      convert: ``{relpath: local Path} -> variables`` (nested dict of numpy arrays).
+      network: ``variables -> Network``.
+      description, source, licence: for the weights table.
+      converter_needs_torch: whether converting imports torch (running never does).
+    """
+
+    name: str
+    files: tuple[UpstreamFile, ...]
+    convert: Callable[[Mapping[str, Path]], Any]
+    network: Callable[[Any], Network]
+    description: str = ""
+    source: str = ""
+    licence: str = ""
+    converter_needs_torch: bool = False
+
+
+REGISTRY: dict[str, WeightSpec] = {}
+
+
+def register(spec: WeightSpec) -> WeightSpec:
+    """Add ``spec`` to the registry (names are unique)."""
+    if spec.name in REGISTRY and REGISTRY[spec.name] != spec:
+        raise ValueError(f"weights name {spec.name!r} is registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def available() -> list[str]:
+    """Names that :func:`load_network` accepts."""
+    _ensure_registered()
+    return sorted(REGISTRY)
+
+
+def get_spec(name: str) -> WeightSpec:
+    _ensure_registered()
+    if name not in REGISTRY:
+        raise ValueError(
+            f"unknown network name {name!r}; expected one of {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+# ------------------------------------------------------------------------------- hashing
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _combined_key(hashes: list[str]) -> str:
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------- locating
+def _download(url: str, dest: Path, expected_sha: str, *, what: str) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar; verify sha256."""
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (registry URLs)
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
+                                              desc=f"download {what}") as bar:
+                while block := resp.read(1 << 16):
+                    out.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        part.unlink(missing_ok=True)
+        raise WeightsError(
+            f"could not download {what} from {url} ({err}). Without internet, get that file "
+            f"elsewhere and pass its location with path=... (CLI: --weights PATH), or put it at "
+            f"{dest}") from err
+    got = sha256_file(part)
+    if got != expected_sha:
+        part.unlink(missing_ok=True)
+        raise WeightsError(
+            f"downloaded {what} from {url} but its sha256 is {got}, expected {expected_sha}: "
+            "the server returned another file; download it by hand and pass path=...")
+    part.replace(dest)
+    return dest
+
+
+def _candidate(base: Path, f: UpstreamFile) -> Path | None:
+    for cand in (base / f.relpath, base / Path(f.relpath).name):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _check(path: Path, f: UpstreamFile, spec: WeightSpec) -> str:
+    got = sha256_file(path)
+    if got != f.sha256:
+        raise WeightsError(
+            f"weight file {path} for {spec.name!r} is corrupt or not the released file: sha256 "
+            f"{got}, expected {f.sha256}. Replace it with a fresh copy from {f.url} (or delete it "
+            "and let load_network download it)")
+    return got
+
+
+def locate_upstream(spec: WeightSpec, path: str | Path | None = None, *,
+                    download: bool = True) -> tuple[dict[str, Path], str]:
+    """Find (or download) the upstream files of ``spec``.
+
+    Returns ``({relpath: local path}, cache key)``. ``path`` may be the file itself (single-file
+    networks) or a folder holding the files by relative path or by base name.
+    """
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise WeightsError(f"weights path {path} does not exist; pass the upstream file "
+                               f"(or folder) of {spec.name!r}, see weights/README.md")
+        found, hashes = {}, []
+        for f in spec.files:
+            p = path if (path.is_file() and len(spec.files) == 1) else (
+                _candidate(path, f) if path.is_dir() else None)
+            if p is None:
+                raise WeightsError(f"{path} does not hold {f.relpath} (needed by {spec.name!r})")
+            found[f.relpath] = p
+            hashes.append(sha256_file(p))  # the user's own file: taken as is, keyed by its hash
+        return found, _combined_key(hashes)
+
+    bases = [b for b in (paths.upstream_dir(), paths.cache_dir() / "upstream") if b is not None]
+    found = {}
+    for f in spec.files:
+        p = next((c for c in (_candidate(b, f) for b in bases) if c is not None), None)
+        if p is not None:
+            _check(p, f, spec)
+        elif download:
+            p = _download(f.url, paths.cache_dir() / "upstream" / f.relpath, f.sha256,
+                          what=f"{spec.name}:{f.relpath}")
+        else:
+            raise WeightsError(
+                f"upstream file {f.relpath} of {spec.name!r} not found in {[str(b) for b in bases]}"
+                f" and download=False; get it from {f.url}")
+        found[f.relpath] = p
+    return found, _combined_key([f.sha256 for f in spec.files])
+
+
+# ------------------------------------------------------------------------------- cache
+def _cache_path(spec: WeightSpec, key: str) -> Path:
+    return paths.cache_dir() / "weights" / f"{spec.name}-{key[:16]}"
+
+
+def _save(tree: Any, where: Path, meta: dict) -> None:
+    import orbax.checkpoint as ocp
+
+    tmp = where.with_name(where.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ckptr = ocp.PyTreeCheckpointer()
+    ckptr.save((tmp / "variables").absolute(), tree)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(where, ignore_errors=True)
+    tmp.rename(where)
+
+
+def _restore(where: Path) -> Any:
+    import orbax.checkpoint as ocp
+
+    tree = ocp.PyTreeCheckpointer().restore((where / "variables").absolute())
+    return _to_numpy(tree)
+
+
+def _to_numpy(tree):
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float32), tree)
+
+
+def convert(name: str, path: str | Path | None = None, *, download: bool = True,
+            force: bool = False) -> Path:
+    """Convert ``name``'s upstream weights into the cache (if not there yet); return its folder."""
+    spec = get_spec(name)
+    if path is None and not force:
+        where = _cache_path(spec, _combined_key([f.sha256 for f in spec.files]))
+        if (where / "meta.json").is_file():
+            return where
+    files, key = locate_upstream(spec, path, download=download)
+    where = _cache_path(spec, key)
+    if (where / "meta.json").is_file() and not force:
+        return where
+    try:
+        variables = spec.convert(files)
+    except WeightsError:
+        raise
+    except Exception as err:  # a readable file of the wrong layout
+        raise WeightsError(f"could not convert {spec.name!r} from {list(files.values())}: {err}. "
+                           "Is it the right file for this network?") from err
+    variables = _to_numpy(variables)
+    spec.network(variables).check_structure()  # shapes match model.init
+    _save(variables, where, {"name": spec.name, "key": key,
+                             "files": {k: str(v) for k, v in files.items()}})
+    return where
+
+
+def load_network(name: str, path: str | Path | None = None, *, download: bool = True) -> Network:
+    """Load the pretrained network ``name`` (see :func:`available`), converting it if needed.
+
+    Args:
+      name: registry name, e.g. ``'dncnn-s25'``.
+      path: the upstream file or folder to use instead of the registry's (the user's own
+        weights of the same architecture are accepted).
+      download: whether a missing upstream file may be downloaded.
+    """
+    spec = get_spec(name)
+    where = convert(name, path, download=download)
+    try:
+        variables = _restore(where)
+    except Exception as err:  # a broken cache entry: convert again
+        shutil.rmtree(where, ignore_errors=True)
+        where = convert(name, path, download=download)
+        variables = _restore(where)
+        del err
+    return spec.network(variables)
+
+
+# ------------------------------------------------------------------------------- entries
+_registered = False
+
+
+def _ensure_registered() -> None:
+    global _registered
+    if not _registered:
+        _registered = True
+        from .models import registry  # noqa: F401  (registers the built-in networks)
