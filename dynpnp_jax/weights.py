@@ -281,3 +281,22 @@ def _ensure_registered() -> None:
     if not _registered:
         _registered = True
         from .models import registry  # noqa: F401  (registers the built-in networks)
+
+
+def weights_table() -> str:
+    """The registry as a Markdown table (for README.md and weights/README.md)."""
+    _ensure_registered()
+    rows = ["| name | network | upstream file(s) | sha256 | source | licence | convert needs torch |",
+            "|---|---|---|---|---|---|---|"]
+    for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
+        files = spec.files
+        if len(files) == 1:
+            f = files[0]
+            where, sha = f"[`{f.relpath}`]({f.url})", f"`{f.sha256[:16]}…`"
+        else:
+            folder = str(Path(files[0].relpath).parent)
+            where = f"`{folder}/` ({len(files)} files, [first]({files[0].url}))"
+            sha = "per file, see `dynpnp_jax/models/registry.py`"
+        rows.append(f"| `{spec.name}` | {spec.description} | {where} | {sha} | {spec.source} | "
+                    f"{spec.licence} | {'yes' if spec.converter_needs_torch else 'no'} |")
+    return "\n".join(rows)

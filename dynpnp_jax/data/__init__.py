@@ -1,0 +1,87 @@
+"""Test data: TFDS builders for Set12, BSD68, GoPro and any folder of PNGs, and the evaluation
+protocols (noise, crops, metrics) that turn a clean image into a scored restoration problem.
+
+Quick use::
+
+    from dynpnp_jax import data
+    images = data.load_dataset("set12")            # 12 dicts: image uint8 (H, W, 1), name '01'..
+    proto = data.get_protocol("standard")
+    clean, meta = proto.prepare(images[0]["image"], images[0]["name"])
+    noisy = proto.degrade(clean, 25, images[0]["name"])
+    scores = proto.evaluate(restored, meta)       # {'psnr': ..., 'ssim': ...}
+
+Where the source PNGs come from (explicit ``data_dir``, ``$DYNPNP_DATA``, ``shared/data``, or a
+download) is described in ``sources``; how they are stored (TFDS array_record records under
+``paths.cache_dir()/'tfds'``, rebuilt when the files change) in ``builders``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import builders, protocols, sources
+from .builders import BUILDERS, get_builder
+from .protocols import PROTOCOLS, Protocol, get_protocol
+
+__all__ = ["DATASETS", "load_dataset", "get_builder", "Protocol", "PROTOCOLS", "get_protocol",
+           "builders", "protocols", "sources"]
+
+DATASETS: tuple[str, ...] = tuple(BUILDERS)
+
+
+def _to_numpy(example: dict) -> dict:
+    out = {}
+    for key, value in example.items():
+        if key == "name":
+            out[key] = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        elif key == "has_sharp":
+            out[key] = bool(value)
+        else:
+            out[key] = np.asarray(value)
+    return out
+
+
+def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """Loads a test set as a list of numpy examples, sorted by name (deterministic).
+
+    The first call for a given set of files prepares TFDS records in the cache (seconds);
+    later calls read them back.
+
+    Args:
+      name: one of ``DATASETS``: 'set12', 'bsd68', 'gopro' or 'folder'.
+      data_dir: a data root holding ``<name>/`` (or the dataset folder itself); for 'folder',
+        the folder of PNGs (or with ``blur/`` + ``sharp/``), required. Default: ``$DYNPNP_DATA``,
+        else ``shared/data``, else a download (Set12/BSD68 only).
+      limit: return only the first ``limit`` examples (in name order); None for all.
+
+    Returns:
+      A list of dicts. Clean sets: ``image`` uint8 (H, W, C), ``name`` str. Paired sets (gopro,
+      folder with blur/): ``blur``, ``sharp`` uint8 (H, W, C), ``has_sharp`` bool, ``name``;
+      ``sharp`` is a (0, 0, C) placeholder where ``has_sharp`` is False.
+
+    Raises:
+      ValueError: unknown ``name`` (the message lists the valid ones) or a bad ``limit``.
+      FileNotFoundError: no images where they were looked for (the message names the path and
+        the fix; for GoPro, how to download it).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"load_dataset: unknown dataset `name`={name!r}; valid names: "
+                         f"{list(DATASETS)}. Fix: use one of those, or name='folder' with "
+                         f"data_dir=<a folder of PNGs>.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or limit < 1):
+        raise ValueError(f"load_dataset: `limit` must be None or a positive int, got {limit!r}. "
+                         f"Fix: pass e.g. limit=2, or leave it out for the whole set.")
+    builder = get_builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+    split = builder.as_data_source()["test"]
+    count = len(split) if limit is None else min(limit, len(split))
+    examples = [_to_numpy(split[i]) for i in range(count)]
+    names = [ex["name"] for ex in examples]
+    if names != sorted(names):  # records are written in name order (disable_shuffling)
+        raise RuntimeError(f"load_dataset({name!r}): the prepared records under "
+                           f"{builder.data_dir} are not in name order. Fix: delete that folder "
+                           f"so that it is rebuilt.")
+    return examples

@@ -1,0 +1,156 @@
+"""Evaluation protocols: noise bit-exactness, seeding, crop/rotate, output conversion, metrics."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from dynpnp_jax.data import protocols as P
+from dynpnp_jax.data.protocols import get_protocol
+
+
+def _image(h, w, c, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("sigma", [15, 25, 50])
+@pytest.mark.parametrize("shape", [(40, 52, 1), (33, 20, 3)])
+def test_standard_noise_is_dncnn_bit_for_bit(sigma, shape):
+    proto = get_protocol("standard")
+    clean = _image(*shape)
+    x, meta = proto.prepare(clean, "01")
+    assert x.dtype == np.float32 and np.array_equal(x, np.float32(clean / 255.0))
+    np.testing.assert_array_equal(meta["reference"], clean)
+
+    state = np.random.get_state()
+    y = proto.degrade(x, sigma, "01")
+    after = np.random.get_state()
+    assert all(np.array_equal(a, b) for a, b in zip(state[1:3], after[1:3]))  # global RNG untouched
+
+    np.random.seed(0)
+    ref = (x + np.random.normal(0, sigma / 255, x.shape)).astype(np.float32)
+    np.random.set_state(state)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, ref)  # exact, and the same field for every image name
+    np.testing.assert_array_equal(proto.degrade(x, sigma, "another name"), ref)
+    assert (y < 0).any() and (y > 1).any()  # not clipped
+
+
+def test_standard_finalize_and_metrics():
+    skm = pytest.importorskip("skimage.metrics")
+    proto = get_protocol("standard")
+    clean = _image(64, 48, 1, seed=1)
+    x, meta = proto.prepare(clean, "a")
+    restored = x + np.random.default_rng(3).normal(0, 0.03, x.shape).astype(np.float32)
+    out = proto.finalize(restored, meta)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.uint8((np.clip(restored, 0, 1) * 255).round()))
+    scores = proto.evaluate(restored, meta)
+    assert scores["psnr"] == pytest.approx(
+        skm.peak_signal_noise_ratio(clean, out, data_range=255), abs=1e-3)
+    assert scores["ssim"] == pytest.approx(skm.structural_similarity(
+        clean, out, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False), abs=1e-4)
+
+
+def test_authors_noise_is_seeded_and_order_independent():
+    proto = get_protocol("authors")
+    xa, _ = proto.prepare(_image(64, 96, 1, seed=1), "test001")
+    xb, _ = proto.prepare(_image(64, 96, 3, seed=2), "test002")
+    a1 = proto.degrade(xa, 25, "test001")
+    b1 = proto.degrade(xb, 25, "test002")
+    np.random.seed(123)  # global state must not matter
+    b2 = proto.degrade(xb, 25.0, "test002")  # other order, sigma as float
+    a2 = proto.degrade(xa, 25, "test001")
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(b1, b2)
+    assert a1.dtype == np.float32 and a1.shape == xa.shape == (64, 96, 3)
+    assert a1.min() >= 0 and a1.max() <= 1  # clipped
+    assert not np.array_equal(a1, proto.degrade(xa, 25, "test002"))  # name enters the seed
+    assert not np.array_equal(a1, proto.degrade(xa, 15, "test001"))  # sigma enters the seed
+    assert not np.array_equal(a1[..., 0], a1[..., 1])  # noise drawn per channel, as theirs
+    assert P.authors_seed("test001", 25) == P.authors_seed("test001", 25.0)
+    # the residual is N(0, sigma/255) where nothing was clipped
+    inner = (xa > 0.2) & (xa < 0.8)
+    assert np.std((a1 - xa)[inner]) == pytest.approx(25 / 255, rel=0.05)
+
+
+def _their_crop_image(img, d=32):
+    """The authors' utils.crop_image, verbatim in logic (PIL, W x H sizes)."""
+    new_size = (img.size[0] - img.size[0] % d, img.size[1] - img.size[1] % d)
+    bbox = [int((img.size[0] - new_size[0]) / 2), int((img.size[1] - new_size[1]) / 2),
+            int((img.size[0] + new_size[0]) / 2), int((img.size[1] + new_size[1]) / 2)]
+    return img.crop(bbox)
+
+
+@pytest.mark.parametrize("hw", [(481, 321), (321, 481), (100, 203), (256, 256)])
+def test_authors_crop_rotate_matches_their_code(hw):
+    proto = get_protocol("authors")
+    clean = _image(*hw, 1, seed=4)
+    x, meta = proto.prepare(clean, "img")
+    pil = _their_crop_image(Image.fromarray(clean[..., 0]))
+    ref = np.asarray(pil)
+    if ref.shape[0] > ref.shape[1]:
+        ref = np.asarray(pil.transpose(Image.ROTATE_90))
+    assert x.shape == ref.shape + (3,) and x.shape[1] >= x.shape[0]
+    assert x.shape[0] % 32 == 0 and x.shape[1] % 32 == 0
+    np.testing.assert_array_equal(meta["reference"][..., 0], ref.astype(np.float32) / 255)
+    for c in range(3):  # gray as 3 identical channels
+        np.testing.assert_array_equal(x[..., c], meta["reference"][..., 0])
+    assert meta["gray"] and meta["rotated"] == (hw[0] - hw[0] % 32 > hw[1] - hw[1] % 32)
+
+
+def test_authors_bsd68_shape():
+    proto = get_protocol("authors")
+    for hw in [(481, 321), (321, 481)]:
+        x, meta = proto.prepare(_image(*hw, 1), "t")
+        assert x.shape == (320, 480, 3) and meta["reference"].shape == (320, 480, 1)
+    x, meta = proto.prepare(_image(481, 321, 3), "rgb")
+    assert x.shape == (320, 480, 3) and not meta["gray"] and meta["reference"].shape == x.shape
+
+
+def test_authors_finalize_gray_is_truncated_pil_luminance():
+    proto = get_protocol("authors")
+    x, meta = proto.prepare(_image(64, 64, 1, seed=5), "g")
+    out = np.clip(x + np.random.default_rng(6).normal(0, 0.05, x.shape), -0.1, 1.1)
+    out = out.astype(np.float32)
+    got = proto.finalize(out, meta)
+    # their: pil_to_np(np_to_pil(v).convert('L')), np_to_pil truncating
+    u8 = np.clip(out * 255, 0, 255).astype(np.uint8)
+    lum = np.asarray(Image.fromarray(u8).convert("L")).astype(np.float32) / 255.0
+    assert got.shape == (64, 64, 1) and got.dtype == np.float32
+    np.testing.assert_array_equal(got[..., 0], lum)
+    r, g, b = (u8[..., i].astype(np.int64) for i in range(3))  # ITU-R 601-2 luma, PIL rounding
+    assert np.abs(got[..., 0] * 255 - (r * 299 + g * 587 + b * 114) / 1000).max() <= 0.5 + 1e-3
+    one = proto.finalize(out[..., :1], meta)  # a 1-channel output: plain truncation
+    np.testing.assert_array_equal(one[..., 0], np.clip(out[..., 0] * 255, 0, 255).astype(
+        np.uint8).astype(np.float32) / 255)
+
+
+def test_authors_metrics_match_old_skimage_defaults():
+    skm = pytest.importorskip("skimage.metrics")
+    proto = get_protocol("authors")
+    x, meta = proto.prepare(_image(96, 64, 1, seed=7), "m")
+    noisy = proto.degrade(x, 25, "m")
+    out = proto.finalize(noisy, meta)
+    scores = proto.metrics(out, meta["reference"])
+    ref, o = meta["reference"].astype(np.float64), out.astype(np.float64)
+    assert scores["psnr"] == pytest.approx(skm.peak_signal_noise_ratio(ref, o, data_range=1),
+                                           abs=1e-3)
+    assert scores["ssim"] == pytest.approx(  # compare_ssim(multichannel=True) on float32
+        skm.structural_similarity(ref, o, data_range=2.0, channel_axis=-1), abs=1e-4)
+    assert scores == proto.evaluate(noisy, meta)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors'\]"):
+        get_protocol("kair")
+    proto = get_protocol("standard")
+    with pytest.raises(ValueError, match="uint8"):
+        proto.prepare(np.zeros((8, 8), np.float32), "x")
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        proto.prepare(np.zeros((2, 8, 8, 1), np.uint8), "x")
+    x, _ = proto.prepare(np.zeros((8, 8), np.uint8), "x")
+    for bad in (-1, float("nan"), None):
+        with pytest.raises(ValueError, match="sigma"):
+            proto.degrade(x, bad, "x")
+    with pytest.raises(ValueError, match="smaller than d=32"):
+        get_protocol("authors").prepare(np.zeros((20, 64), np.uint8), "x")
