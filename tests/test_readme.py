@@ -1,0 +1,23 @@
+"""The README's quickstart runs as written from the repository root."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import require_shared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_runs(tmp_path):
+    require_shared("data", "set12", "01.png")
+    require_shared("upstream", "dncnn", "sigma=25.mat")
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## Quickstart.*?```python\n(.*?)```", text, re.S).group(1)
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = re.search(r"noisy ([\d.]+) dB -> restored ([\d.]+) dB", res.stdout)
+    assert m, res.stdout
+    noisy, restored = map(float, m.groups())
+    assert 20.0 < noisy < 21.5 and 29.5 < restored < 31.0
