@@ -37,7 +37,11 @@ class WeightsError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class UpstreamFile:
-    """One original weight file. ``relpath`` is relative to the upstream folder."""
+    """One original weight file. ``relpath`` is relative to the upstream folder.
+
+    ``sha256="unknown"`` marks a file this project could not obtain to hash (e.g. VDN): it is
+    accepted as found, with a warning, and cached under its own hash.
+    """
 
     relpath: str
     sha256: str
@@ -129,7 +133,7 @@ def _download(url: str, dest: Path, expected_sha: str, *, what: str) -> Path:
             f"elsewhere and pass its location with path=... (CLI: --weights PATH), or put it at "
             f"{dest}") from err
     got = sha256_file(part)
-    if got != expected_sha:
+    if expected_sha != UNKNOWN and got != expected_sha:
         part.unlink(missing_ok=True)
         raise WeightsError(
             f"downloaded {what} from {url} but its sha256 is {got}, expected {expected_sha}: "
@@ -145,8 +149,17 @@ def _candidate(base: Path, f: UpstreamFile) -> Path | None:
     return None
 
 
+UNKNOWN = "unknown"
+
+
 def _check(path: Path, f: UpstreamFile, spec: WeightSpec) -> str:
     got = sha256_file(path)
+    if f.sha256 == UNKNOWN:
+        import warnings
+
+        warnings.warn(f"{spec.name!r}: no recorded sha256 for {f.relpath}; using {path} "
+                      f"(sha256 {got}) unchecked", stacklevel=3)
+        return got
     if got != f.sha256:
         raise WeightsError(
             f"weight file {path} for {spec.name!r} is corrupt or not the released file: sha256 "
@@ -178,20 +191,21 @@ def locate_upstream(spec: WeightSpec, path: str | Path | None = None, *,
         return found, _combined_key(hashes)
 
     bases = [b for b in (paths.upstream_dir(), paths.cache_dir() / "upstream") if b is not None]
-    found = {}
+    found, hashes = {}, []
     for f in spec.files:
         p = next((c for c in (_candidate(b, f) for b in bases) if c is not None), None)
         if p is not None:
-            _check(p, f, spec)
+            hashes.append(_check(p, f, spec))
         elif download:
             p = _download(f.url, paths.cache_dir() / "upstream" / f.relpath, f.sha256,
                           what=f"{spec.name}:{f.relpath}")
+            hashes.append(_check(p, f, spec))
         else:
             raise WeightsError(
                 f"upstream file {f.relpath} of {spec.name!r} not found in {[str(b) for b in bases]}"
                 f" and download=False; get it from {f.url}")
         found[f.relpath] = p
-    return found, _combined_key([f.sha256 for f in spec.files])
+    return found, _combined_key(hashes)
 
 
 # ------------------------------------------------------------------------------- cache
@@ -229,7 +243,7 @@ def convert(name: str, path: str | Path | None = None, *, download: bool = True,
             force: bool = False) -> Path:
     """Convert ``name``'s upstream weights into the cache (if not there yet); return its folder."""
     spec = get_spec(name)
-    if path is None and not force:
+    if path is None and not force and all(f.sha256 != UNKNOWN for f in spec.files):
         where = _cache_path(spec, _combined_key([f.sha256 for f in spec.files]))
         if (where / "meta.json").is_file():
             return where

@@ -134,3 +134,16 @@ def test_wrong_file_for_network(isolated, shared_upstream):
 def test_unknown_name():
     with pytest.raises(ValueError, match="unknown network name 'dncnn-s99'.*dncnn-s25"):
         dp.load_network("dncnn-s99")
+
+
+def test_unknown_hash_is_accepted_with_warning(isolated):
+    src = _tiny_file(isolated)
+    _register("http://127.0.0.1:9/tiny.npz", weights.UNKNOWN)
+    up = isolated / "upstream" / "tiny"
+    up.mkdir(parents=True)
+    (up / "tiny.npz").write_bytes(src.read_bytes())
+    with pytest.warns(UserWarning, match="no recorded sha256"):
+        net = dp.load_network("tiny-test")
+    assert net.variables["params"]["conv0"]["kernel"].shape == (3, 3, 1, 4)
+    key = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    assert (isolated / "cache" / "weights" / f"tiny-test-{key}").is_dir()
