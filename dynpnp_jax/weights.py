@@ -314,3 +314,13 @@ def weights_table() -> str:
         rows.append(f"| `{spec.name}` | {spec.description} | {where} | {sha} | {spec.source} | "
                     f"{spec.licence} | {'yes' if spec.converter_needs_torch else 'no'} |")
     return "\n".join(rows)
+
+
+def weights_files_table() -> str:
+    """Every upstream file with its full sha256 and URL (for weights/README.md)."""
+    _ensure_registered()
+    rows = ["| name | upstream file | sha256 | URL |", "|---|---|---|---|"]
+    for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
+        for f in spec.files:
+            rows.append(f"| `{spec.name}` | `{f.relpath}` | `{f.sha256}` | {f.url} |")
+    return "\n".join(rows)

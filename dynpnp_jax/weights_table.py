@@ -1,5 +1,10 @@
-"""Print the weights registry as Markdown: ``python -m dynpnp_jax.weights_table``."""
-from dynpnp_jax.weights import weights_table
+"""Print the weights registry as Markdown: ``python -m dynpnp_jax.weights_table [--files]``.
+
+README.md carries the summary table; weights/README.md the per-file table (``--files``).
+"""
+import sys
+
+from dynpnp_jax.weights import weights_files_table, weights_table
 
 if __name__ == "__main__":
-    print(weights_table())
+    print(weights_files_table() if "--files" in sys.argv[1:] else weights_table())
