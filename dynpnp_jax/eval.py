@@ -190,7 +190,7 @@ def run(args) -> dict:
             kw = method_kwargs(exp["methods"][method], sigma)
             results["config"].setdefault(method, {})[str(sigma)] = kw
             t0 = time.time()
-            outs, curves = _run_batches(params, problems, kw, args.batch,
+            outs, curves = _run_batches(params, problems, kw, args.batch or exp.get("batch", 8),
                                         desc=f"{method} sigma={sigma}")
             elapsed = time.time() - t0
             per_image = {}
@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument("--iters", type=int, default=None, help="override T for iterative methods")
     p.add_argument("--limit", type=int, default=None, help="first N images only")
-    p.add_argument("--batch", type=int, default=8, help="images per restore call")
+    p.add_argument("--batch", type=int, default=None,
+                   help="images per restore call (default: the config's, else 8)")
     p.add_argument("--save-images", action="store_true", help="write restored PNGs")
     return p
 
