@@ -134,8 +134,6 @@ def _versions() -> dict:
 
 
 def run(args) -> dict:
-    import jax
-
     from . import data, load_network
 
     exp = load_experiment(args.dataset, args.config)
@@ -231,7 +229,6 @@ def run(args) -> dict:
     plot_examples(example_images, out_dir / "examples.png", title=f"{dataset}, sigma={sigmas[0]}")
     print(markdown_table(results))
     print(f"\nwrote {out_dir}/ (results.json, results.csv, convergence.png, examples.png)")
-    del jax
     return results
 
 

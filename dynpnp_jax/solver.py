@@ -45,7 +45,7 @@ _DEFAULTS = {  # mode -> (x_step, a_step, operator)
 
 @struct.dataclass
 class Config:
-    """Solver configuration. Build it with :func:`make_config` (or ``Config.create``).
+    """Solver configuration. Build it with :func:`make_config`.
 
     Static fields select the structure; ``delta``, ``mu``, ``alpha`` are ``(iters,)`` arrays.
     """
@@ -63,8 +63,6 @@ class Config:
     delta: Any = 0.01
     mu: Any = 0.1
     alpha: Any = 1e-5
-
-    create = staticmethod(lambda **kw: make_config(**kw))
 
     def with_values(self, **kw) -> "Config":
         """A copy with new numbers (``delta``, ``mu``, ``alpha``: scalars or per-iteration)."""
@@ -204,8 +202,8 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
         else:
             x = x_step(op, x, y, v, delta, mu, cg_iters=cfg.cg_iters)
         v = steps.prior_step(prior, x)
-        op = a_step(op, x if cfg.a_input == "x" else v, v, y, g, alpha)
         a_in = x if cfg.a_input == "x" else v
+        op = a_step(op, a_in, v, y, g, alpha)
         rec = dict(a_loss=steps.a_loss(op, a_in, y, g) if uses_g else jnp.zeros((b,)),
                    a_dev=jnp.broadcast_to(op.deviation(), (b,)))
         if cfg.keep_images:
