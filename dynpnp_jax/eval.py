@@ -251,7 +251,10 @@ def _save_png(path: Path, img: np.ndarray) -> None:
 def markdown_table(results: dict) -> str:
     """Method x sigma table of mean PSNR/SSIM, with the published rows where they exist."""
     sigmas = [str(s) for s in results["sigmas"]]
-    head = "| method | " + " | ".join(f"sigma={s} PSNR / SSIM" for s in sigmas) + " |"
+    if results["task"] == "deblur":
+        head = "| method | PSNR / SSIM (frames with a sharp ground truth) |"
+    else:
+        head = "| method | " + " | ".join(f"sigma={s} PSNR / SSIM" for s in sigmas) + " |"
     lines = [f"{results['dataset']}, protocol `{results['protocol']}`, prior "
              f"`{results['prior']}`", "", head, "|---|" + "---|" * len(sigmas)]
     for method, per in results["methods"].items():
