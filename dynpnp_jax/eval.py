@@ -59,6 +59,16 @@ def method_kwargs(spec: dict, sigma) -> dict:
     return dict(spec[nearest])
 
 
+def with_iters(kw: dict, iters: int) -> dict:
+    """``kw`` with T = ``iters``; per-iteration lists are cut or extended with their last value."""
+    out = {**kw, "iters": iters}
+    for key in ("delta", "mu", "alpha"):
+        val = out.get(key)
+        if isinstance(val, (list, tuple)):
+            out[key] = (list(val) + [val[-1]] * iters)[:iters]
+    return out
+
+
 # ------------------------------------------------------------------------------ running
 class _GoproProtocol:
     """GoPro: RGB frames, PSNR/SSIM on the full frame of the output rounded to 8 bits."""
@@ -153,7 +163,11 @@ def run(args) -> dict:
     if args.iters is not None:
         for m in methods:
             if m != "prior":
-                exp["methods"][m] = {**method_kwargs(exp["methods"][m], sigmas[0]), "iters": args.iters}
+                spec = exp["methods"][m]
+                per_sigma = spec if "mode" not in spec else {None: spec}
+                exp["methods"][m] = {s: with_iters(kw, args.iters) for s, kw in per_sigma.items()}
+                if None in exp["methods"][m]:
+                    exp["methods"][m] = exp["methods"][m][None]
 
     examples = data.load_dataset(dataset, data_dir=args.data_dir, limit=args.limit)
     protocol = _GoproProtocol() if task == "deblur" else data.get_protocol(protocol_name)

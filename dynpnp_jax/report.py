@@ -30,6 +30,9 @@ def plot_convergence(results: dict, path: Path) -> None:
             ax.plot(range(1, len(curve) + 1), curve, style, marker="o", label=method)
         if base:
             ax.axhline(base[0], color="gray", lw=1, ls=":", label="prior alone")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("iteration t")
         ax.set_ylabel("mean PSNR (dB)")
         ax.set_title(f"{results['dataset']} sigma={s}")

@@ -65,3 +65,14 @@ def test_cli_errors(tmp_path):
         ev.main(["--dataset", "imagenet"])
     with pytest.raises(SystemExit):
         ev.main(["--dataset", "set12", "--method", "admm", "--limit", "1"])
+
+
+def test_cli_iters_override_extends_per_iteration_values(two_images, tmp_path):
+    out = tmp_path / "out3"
+    ev.main(["--dataset", "folder", "--data-dir", str(two_images), "--sigma", "25",
+             "--method", "static", "gradient", "--iters", "4", "--out", str(out)])
+    res = json.loads((out / "results.json").read_text())
+    for method in ("static", "gradient"):
+        assert len(res["methods"][method]["25"]["psnr_per_iter_mean"]) == 4
+    kw = res["config"]["gradient"]["25"]
+    assert kw["iters"] == 4 and len(kw["delta"]) == 4 and kw["delta"][3] == kw["delta"][1]
