@@ -178,7 +178,7 @@ def run(args) -> dict:
                "protocol_description": protocol.description, "prior": prior_name,
                "noise": noise_name, "sigmas": sigmas, "methods": {}, "config": {},
                "versions": _versions(), "published": _jsonable(exp.get("published", {})),
-               "command": " ".join(sys.argv)}
+               "command": "python -m dynpnp_jax.eval " + " ".join(getattr(args, "argv", None) or [])}
     rows, example_images = [], {}
     t_all = time.time()
     for sigma in sigmas:
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.dataset is None and args.config is None:
         args.dataset = "set12"
     if args.sigma is not None:
