@@ -184,6 +184,8 @@ def run(args) -> dict:
     for sigma in sigmas:
         pname = prior_name.format(sigma=sigma)
         prior = load_network(pname, path=args.weights)
+        if args.tile:
+            prior = prior.tiled(args.tile)
         params = {"prior": prior}
         if noise_name:
             params["noise"] = load_network(noise_name.format(sigma=sigma))
@@ -309,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--batch", type=int, default=None,
                    help="images per restore call (default: the config's, else 8)")
+    p.add_argument("--tile", type=int, default=0,
+                   help="run the prior on overlapping tiles of this size (bounds memory)")
     p.add_argument("--save-images", action="store_true", help="write restored PNGs")
     return p
 

@@ -36,6 +36,9 @@ class Network:
       multiple: height and width must be multiples of this (static); other sizes are padded by
         reflection and cropped back (``pad_to_multiple``) when ``pad`` is true.
       name: registry name, for messages and result files (static).
+      tile, tile_overlap: when ``tile > 0``, images larger than ``tile`` run through the module
+        on overlapping tiles (:func:`dynpnp_jax.tiling.apply_tiled`; overlap defaults to
+        ``tile // 4``) to bound memory; see :meth:`tiled`.
     """
 
     module: nn.Module = struct.field(pytree_node=False)
@@ -44,6 +47,16 @@ class Network:
     channels: int = struct.field(pytree_node=False, default=1)
     multiple: int = struct.field(pytree_node=False, default=1)
     name: str = struct.field(pytree_node=False, default="network")
+    tile: int = struct.field(pytree_node=False, default=0)
+    tile_overlap: int = struct.field(pytree_node=False, default=0)
+
+    def tiled(self, tile: int, overlap: int | None = None) -> "Network":
+        """This network run on ``tile`` x ``tile`` tiles overlapping by ``overlap`` pixels
+        (at least its receptive field; default ``tile // 4``). ``tile=0`` turns tiling off."""
+        if tile and (tile % self.multiple or tile < 2 * self.multiple):
+            raise ValueError(f"tile must be a multiple of {self.multiple} (network "
+                             f"{self.name!r}) and at least {2 * self.multiple}, got {tile}")
+        return self.replace(tile=int(tile), tile_overlap=int(overlap or tile // 4))
 
     # ---------------------------------------------------------------- raw forward
     def apply(self, x: jax.Array) -> jax.Array:
@@ -58,6 +71,11 @@ class Network:
                 f"network {self.name!r} takes {self.channels}-channel images, got {c} channels; "
                 "convert the input (e.g. repeat a gray image to 3 channels) or choose a network "
                 f"with {c} channel(s)")
+        if self.tile and (h > self.tile or w > self.tile):
+            from .tiling import apply_tiled
+
+            return apply_tiled(self.replace(tile=0).apply, x, tile=self.tile,
+                               overlap=self.tile_overlap or self.tile // 4, multiple=self.multiple)
         ph = (-h) % self.multiple
         pw = (-w) % self.multiple
         if ph or pw:
