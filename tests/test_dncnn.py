@@ -73,3 +73,19 @@ def test_prior_reproduces_published_set12(shared_data, sigma):
         psnrs.append(10 * np.log10(255.0 ** 2 / mse))
     assert len(psnrs) == 12
     assert abs(np.mean(psnrs) - PUBLISHED_SET12[sigma]) <= 0.02, np.mean(psnrs)
+
+
+def test_authors_mode_on_set12_no_recompilation(shared_data):
+    """Issue acceptance: authors mode, Set12 sigma 25, T=2; new numbers do not recompile."""
+    net = dp.load_network("dncnn-s25")
+    x = load_gray(shared_data / "set12" / "02.png")[None, ..., None]
+    y = (x + np.random.RandomState(0).normal(0, 25 / 255, x.shape)).astype(np.float32)
+    out, traj = dp.restore({"prior": net}, y, dp.make_config("authors", iters=2, mu=0.1,
+                                                             delta=0.01, alpha=1e-5), clean=x)
+    assert traj.x.shape[0] == traj.v.shape[0] == traj.psnr.shape[0] == 2
+    assert float(traj.psnr[-1, 0]) > 28.0
+    n = dp.trace_count()
+    out2, _ = dp.restore({"prior": net}, y, dp.make_config("authors", iters=2, mu=0.3,
+                                                           delta=0.02, alpha=1e-4), clean=x)
+    assert dp.trace_count() == n
+    assert float(np.abs(np.asarray(out2) - np.asarray(out)).max()) > 1e-4  # numbers did change it
