@@ -1,0 +1,106 @@
+"""Accelerator benchmark: ``restore`` and the networks on a GPU/TPU, one short prepared run.
+
+    python bench/bench_device.py --out results/device.json           # on the accelerator
+    python bench/bench_device.py --smoke                             # CPU: tiny sizes, checks it runs
+
+For sessions lent a device machine (which has neither ``../shared`` nor internet): the weights
+must travel with the working tree. Convert them here first into a folder inside the checkout
+that git ignores, and carry it::
+
+    DYNPNP_CACHE=$PWD/weights/cache python -c "import dynpnp_jax as dp; [dp.load_network(n) for n in ('dncnn-s25', 'dmphn-1-2-4', 'stack4-dmphn', 'dncnn-b-color')]"
+    # device run (carry weights/cache):  DYNPNP_CACHE=$PWD/weights/cache python bench/bench_device.py
+
+Measures, on ``jax.devices()[0]`` (synthetic noisy images; timing does not depend on content):
+
+* DnCNN-S forward, batch 1 and 8, 256/512/1024, float32 (and bfloat16 compute): ms, GFLOP/s;
+* ``restore`` authors and gradient mode, T=2 and T=8, batch 1 and 8, 512x512: ms per image;
+* DMPHN 1-2-4 and Stack(4)-DMPHN forward on a 1280x720 frame: ms;
+* compile times. Prints a Markdown table; ``--out`` writes the numbers as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import dynpnp_jax as dp
+
+
+def _time(fn, *args, reps=5):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return first, statistics.median(ts)
+
+
+def dncnn_gflop(h, w, c=1, depth=17, f=64):
+    return 2 * 9 * h * w * (c * f + (depth - 2) * f * f + f * c) / 1e9
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU check that it runs)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args(argv)
+    rows, res = [], {"device": str(jax.devices()[0]), "n_devices": len(jax.devices())}
+    sizes = [64] if args.smoke else [256, 512, 1024]
+    batches = [1, 2] if args.smoke else [1, 8]
+    reps = 1 if args.smoke else args.reps
+    rng = np.random.RandomState(0)
+    net = dp.load_network("dncnn-s25")
+    for dtype in (jnp.float32, jnp.bfloat16):
+        mod = net.module.clone(dtype=dtype)
+        n = net.replace(module=mod)
+        fwd = jax.jit(lambda v, x: v.prior(x))
+        for s in sizes:
+            for b in batches:
+                x = jnp.asarray(rng.uniform(0, 1, (b, s, s, 1)).astype(np.float32))
+                first, med = _time(fwd, n, x, reps=reps)
+                gf = dncnn_gflop(s, s) * b / med
+                rows.append((f"DnCNN-S forward {jnp.dtype(dtype).name}", f"{b}x{s}x{s}",
+                             f"{med * 1e3:.1f} ms", f"{gf:.0f} GFLOP/s", f"compile+first {first:.2f} s"))
+    s = 64 if args.smoke else 512
+    for mode, kw in (("authors", dict(mu=0.1, delta=0.01, alpha=1e-5)),
+                     ("gradient", dict(delta=0.3, mu=0.3, alpha=1e-3))):
+        for iters in (2, 8):
+            for b in batches:
+                y = rng.uniform(0, 1, (b, s, s, 1)).astype(np.float32)
+                cfg = dp.make_config(mode, iters=iters, keep_images=False, **kw)
+                first, med = _time(lambda yy: dp.restore({"prior": net}, yy, cfg)[0], y, reps=reps)
+                rows.append((f"restore {mode} T={iters}", f"{b}x{s}x{s}",
+                             f"{med * 1e3 / b:.1f} ms/image", "", f"compile+first {first:.2f} s"))
+    hw = (64, 128) if args.smoke else (720, 1280)
+    for name in ("dmphn-1-2-4", "stack4-dmphn"):
+        try:
+            deb = dp.load_network(name)
+        except Exception as err:  # weights not carried: say so, go on
+            rows.append((f"{name} forward", "-", f"skipped: {type(err).__name__}", "", ""))
+            continue
+        x = jnp.asarray(rng.uniform(0, 1, (1,) + hw + (3,)).astype(np.float32))
+        first, med = _time(jax.jit(lambda v, xx: v.prior(xx)), deb, x, reps=max(1, reps // 2))
+        rows.append((f"{name} forward", f"1x{hw[0]}x{hw[1]}", f"{med * 1e3:.1f} ms", "",
+                     f"compile+first {first:.2f} s"))
+    res["rows"] = rows
+    print(f"device: {res['device']} ({res['n_devices']} device(s))\n")
+    print("| what | shape | time | throughput | note |\n|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
