@@ -71,18 +71,18 @@ def with_iters(kw: dict, iters: int) -> dict:
 
 # ------------------------------------------------------------------------------ running
 class _GoproProtocol:
-    """GoPro: RGB frames, PSNR/SSIM on the full frame of the output rounded to 8 bits."""
+    """GoPro: RGB frames, scored like ``standard`` (output clipped and rounded to 8 bits, PSNR
+    and Gaussian SSIM at data_range 255, mean over RGB) on the full frame."""
 
     name = "gopro"
     description = ("blurred frame in, output clipped and rounded to 8 bits; PSNR and Gaussian "
                    "SSIM (11x11, sigma 1.5, mean over RGB) at data_range 255 on the full frame")
 
     def evaluate(self, out, ref_u8):
-        from . import metrics as M
+        from .data.protocols import Standard
 
-        o = np.uint8(np.round(np.clip(out, 0, 1) * 255))
-        return {"psnr": float(M.psnr(o[None], ref_u8[None], data_range=255.0)[0]),
-                "ssim": float(M.ssim(o[None], ref_u8[None], data_range=255.0)[0])}
+        std = Standard()
+        return std.metrics(std.finalize(out, {}), ref_u8)
 
 
 def _needs_landscape(kw: dict) -> bool:
