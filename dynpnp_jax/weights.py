@@ -112,8 +112,8 @@ def _combined_key(hashes: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------- locating
-def _download(url: str, dest: Path, expected_sha: str, *, what: str) -> Path:
-    """Download ``url`` to ``dest`` with a progress bar; verify sha256."""
+def _download(url: str, dest: Path, expected_sha: str, *, what: str) -> tuple[Path, str]:
+    """Download ``url`` to ``dest`` with a progress bar; verify sha256. Returns (dest, sha256)."""
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +138,13 @@ def _download(url: str, dest: Path, expected_sha: str, *, what: str) -> Path:
         raise WeightsError(
             f"downloaded {what} from {url} but its sha256 is {got}, expected {expected_sha}: "
             "the server returned another file; download it by hand and pass path=...")
+    if expected_sha == UNKNOWN:
+        import warnings
+
+        warnings.warn(f"{what}: no recorded sha256; downloaded file has sha256 {got} (unchecked)",
+                      stacklevel=3)
     part.replace(dest)
-    return dest
+    return dest, got
 
 
 def _candidate(base: Path, f: UpstreamFile) -> Path | None:
@@ -197,9 +202,9 @@ def locate_upstream(spec: WeightSpec, path: str | Path | None = None, *,
         if p is not None:
             hashes.append(_check(p, f, spec))
         elif download:
-            p = _download(f.url, paths.cache_dir() / "upstream" / f.relpath, f.sha256,
-                          what=f"{spec.name}:{f.relpath}")
-            hashes.append(_check(p, f, spec))
+            p, got = _download(f.url, paths.cache_dir() / "upstream" / f.relpath, f.sha256,
+                               what=f"{spec.name}:{f.relpath}")
+            hashes.append(got)  # already verified while downloading
         else:
             raise WeightsError(
                 f"upstream file {f.relpath} of {spec.name!r} not found in {[str(b) for b in bases]}"
