@@ -30,6 +30,10 @@ import numpy as np
 
 import dynpnp_jax as dp
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    import os, sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _time(fn, *args, reps=5):
     t0 = time.perf_counter()
@@ -47,18 +51,86 @@ def dncnn_gflop(h, w, c=1, depth=17, f=64):
     return 2 * 9 * h * w * (c * f + (depth - 2) * f * f + f * c) / 1e9
 
 
+def _torch_rows(add, net, sizes, batches, s, reps, rng):
+    """The PyTorch reference on the same device (cuDNN, eager), for ratios in the same run."""
+    try:
+        import torch
+
+        from bench.torch_ref import TorchDnCNN, torch_restore
+    except Exception as err:  # no torch here: say so
+        add(("PyTorch reference", "-", f"skipped: {type(err).__name__}: {err}", "", ""))
+        return
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    tnet = TorchDnCNN.from_flax(net).to(dev)
+
+    def ttime(fn, *a):
+        def once():
+            with torch.no_grad():
+                out = fn(*a)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            return out
+        once()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            once()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    for s_ in sizes:
+        for b in batches:
+            x = torch.from_numpy(rng.uniform(0, 1, (b, 1, s_, s_)).astype(np.float32)).to(dev)
+            med = ttime(tnet, x)
+            add((f"PyTorch DnCNN-S forward float32 ({dev})", f"{b}x{s_}x{s_}", f"{med * 1e3:.1f} ms",
+                 f"{dncnn_gflop(s_, s_) * b / med:.0f} GFLOP/s", f"torch {torch.__version__}"))
+    for mode, kw in (("authors", dict(mu=0.1, delta=0.01, alpha=1e-5)),
+                     ("gradient", dict(delta=0.3, mu=0.3, alpha=1e-3))):
+        for iters in (2, 8):
+            for b in batches:
+                y = torch.from_numpy(rng.uniform(0, 1, (b, 1, s, s)).astype(np.float32)).to(dev)
+                med = ttime(lambda yy: torch_restore(tnet, yy, mode, iters, **kw), y)
+                add((f"PyTorch restore {mode} T={iters} ({dev})", f"{b}x{s}x{s}",
+                     f"{med * 1e3 / b:.1f} ms/image", "", ""))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU check that it runs)")
     p.add_argument("--out", default=None)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--dmphn", nargs="*", default=["dmphn-1-2-4", "stack4-dmphn"],
+                   help="DMPHN networks to time (converted weights must be in the cache)")
+    p.add_argument("--image", default=None,
+                   help="a gray PNG (e.g. Set12 01.png) for the PSNR cost of bfloat16")
     args = p.parse_args(argv)
-    rows, res = [], {"device": str(jax.devices()[0]), "n_devices": len(jax.devices())}
+    if args.reps < 1:
+        p.error(f"--reps must be >= 1, got {args.reps}")
+    rows, res = [], {"device": str(jax.devices()[0]), "n_devices": len(jax.devices()),
+                     "jax": jax.__version__}
+    print(f"device: {res['device']} ({res['n_devices']} device(s)), jax {jax.__version__}",
+          flush=True)
+
+    def add(row):  # print each row as it completes: nothing finished is lost
+        rows.append(row)
+        print("| " + " | ".join(row) + " |", flush=True)
     sizes = [64] if args.smoke else [256, 512, 1024]
     batches = [1, 2] if args.smoke else [1, 8]
     reps = 1 if args.smoke else args.reps
     rng = np.random.RandomState(0)
     net = dp.load_network("dncnn-s25")
+    if args.image:  # PSNR cost of bfloat16 compute on a real image (sigma 25)
+        from PIL import Image
+
+        from dynpnp_jax.metrics import psnr
+
+        clean = np.asarray(Image.open(args.image).convert("L"), np.float32)[None, ..., None] / 255
+        noisy = clean + np.random.RandomState(0).normal(0, 25 / 255, clean.shape).astype(np.float32)
+        for dtype in (jnp.float32, jnp.bfloat16):
+            n = net.replace(module=net.module.clone(dtype=dtype))
+            out = jnp.clip(jax.jit(lambda v, x: v.prior(x))(n, jnp.asarray(noisy)), 0, 1)
+            add((f"DnCNN-S PSNR {jnp.dtype(dtype).name}", f"{args.image.split('/')[-1]} sigma 25",
+                 f"{float(psnr(out, clean)[0]):.3f} dB", "", ""))
     for dtype in (jnp.float32, jnp.bfloat16):
         mod = net.module.clone(dtype=dtype)
         n = net.replace(module=mod)
@@ -68,7 +140,7 @@ def main(argv=None) -> int:
                 x = jnp.asarray(rng.uniform(0, 1, (b, s, s, 1)).astype(np.float32))
                 first, med = _time(fwd, n, x, reps=reps)
                 gf = dncnn_gflop(s, s) * b / med
-                rows.append((f"DnCNN-S forward {jnp.dtype(dtype).name}", f"{b}x{s}x{s}",
+                add((f"DnCNN-S forward {jnp.dtype(dtype).name}", f"{b}x{s}x{s}",
                              f"{med * 1e3:.1f} ms", f"{gf:.0f} GFLOP/s", f"compile+first {first:.2f} s"))
     s = 64 if args.smoke else 512
     for mode, kw in (("authors", dict(mu=0.1, delta=0.01, alpha=1e-5)),
@@ -78,21 +150,22 @@ def main(argv=None) -> int:
                 y = rng.uniform(0, 1, (b, s, s, 1)).astype(np.float32)
                 cfg = dp.make_config(mode, iters=iters, keep_images=False, **kw)
                 first, med = _time(lambda yy: dp.restore({"prior": net}, yy, cfg)[0], y, reps=reps)
-                rows.append((f"restore {mode} T={iters}", f"{b}x{s}x{s}",
+                add((f"restore {mode} T={iters}", f"{b}x{s}x{s}",
                              f"{med * 1e3 / b:.1f} ms/image", "", f"compile+first {first:.2f} s"))
+    _torch_rows(add, net, sizes, batches, s, reps, rng)
     hw = (64, 128) if args.smoke else (720, 1280)
-    for name in ("dmphn-1-2-4", "stack4-dmphn"):
+    for name in args.dmphn:
         try:
-            deb = dp.load_network(name)
+            deb = dp.load_network(name, download=False)
         except Exception as err:  # weights not carried: say so, go on
-            rows.append((f"{name} forward", "-", f"skipped: {type(err).__name__}", "", ""))
+            add((f"{name} forward", "-", f"skipped: {type(err).__name__}", "", ""))
             continue
         x = jnp.asarray(rng.uniform(0, 1, (1,) + hw + (3,)).astype(np.float32))
         first, med = _time(jax.jit(lambda v, xx: v.prior(xx)), deb, x, reps=max(1, reps // 2))
-        rows.append((f"{name} forward", f"1x{hw[0]}x{hw[1]}", f"{med * 1e3:.1f} ms", "",
+        add((f"{name} forward", f"1x{hw[0]}x{hw[1]}", f"{med * 1e3:.1f} ms", "",
                      f"compile+first {first:.2f} s"))
     res["rows"] = rows
-    print(f"device: {res['device']} ({res['n_devices']} device(s))\n")
+    print("\nsummary\n")
     print("| what | shape | time | throughput | note |\n|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
