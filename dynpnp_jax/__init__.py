@@ -7,6 +7,7 @@ from .networks import Network
 from .operators import Convolution, GainMap, Identity, RowMix, make_operator
 from .solver import Config, Trajectory, make_config, restore, trace_count
 from .weights import WeightsError, available, load_network
+from . import zoo  # noqa: E402,F401  (registers the network families)
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dynpnp_jax as dp
-from dynpnp_jax.models import DnCNN
+from dynpnp_jax.zoo import DnCNN
 
 
 def tiny_net(channels=1, seed=0, name="tiny"):
