@@ -123,9 +123,8 @@ def test_hyperparameters_are_differentiable(net, data):
     y, clean = data
 
     def loss(delta):
-        cfg = dp.make_config("gradient", iters=2, mu=1.0, alpha=1e-3)
-        cfg = cfg.replace(delta=jnp.stack([delta, delta]))
-        out, _ = dp.solver._restore_jit({"prior": net}, jnp.asarray(y), cfg, None)
+        cfg = dp.make_config("gradient", iters=2, mu=1.0, alpha=1e-3).with_values(delta=delta)
+        out, _ = dp.restore({"prior": net}, jnp.asarray(y), cfg)
         return jnp.mean((out - clean) ** 2)
 
     d0 = jnp.float32(0.3)
