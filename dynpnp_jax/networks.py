@@ -42,6 +42,10 @@ class Network:
         reflection and cropped back (``pad_to_multiple``) when ``pad`` is true.
       name: registry name, for messages and result files (static).
       noise_input: the module takes the noise level as a second input (static).
+      receptive_field: how many pixels around an output pixel the module sees (its receptive
+        radius; for DMPHN/VDN an effective value, their output also depends on the whole image).
+      tiling_exact: whether tiling with a halo of ``receptive_field`` reproduces the untiled
+        output exactly (plain CNNs) or only closely (DMPHN, VDN).
       tile, tile_overlap: when ``tile > 0``, images larger than ``tile`` run through the module
         on overlapping tiles (:func:`dynpnp_jax.tiling.apply_tiled`; overlap defaults to
         ``tile // 4``) to bound memory; see :meth:`tiled`.
@@ -56,14 +60,37 @@ class Network:
     tile: int = struct.field(pytree_node=False, default=0)
     tile_overlap: int = struct.field(pytree_node=False, default=0)
     noise_input: bool = struct.field(pytree_node=False, default=False)
+    receptive_field: int = struct.field(pytree_node=False, default=0)
+    tiling_exact: bool = struct.field(pytree_node=False, default=True)
+    tile_halo: int = struct.field(pytree_node=False, default=0)
 
-    def tiled(self, tile: int, overlap: int | None = None) -> "Network":
-        """This network run on ``tile`` x ``tile`` tiles overlapping by ``overlap`` pixels
-        (at least its receptive field; default ``tile // 4``). ``tile=0`` turns tiling off."""
-        if tile and (tile % self.multiple or tile < 2 * self.multiple):
-            raise ValueError(f"tile must be a multiple of {self.multiple} (network "
-                             f"{self.name!r}) and at least {2 * self.multiple}, got {tile}")
-        return self.replace(tile=int(tile), tile_overlap=int(overlap or tile // 4))
+    def tiled(self, tile: int, overlap: int | None = None, halo: int | None = None) -> "Network":
+        """This network run on ``tile`` x ``tile`` tiles that overlap by ``overlap`` pixels and
+        drop ``halo`` pixels next to each neighbouring tile (``tile=0`` turns tiling off).
+
+        ``halo`` defaults to the network's receptive field and may not be smaller; ``overlap``
+        defaults to ``max(tile // 4, 2 * halo + 2)``. With those, a plain CNN's tiled output equals
+        the untiled one (up to float rounding); DMPHN and VDN are close, not equal."""
+        if not tile:
+            return self.replace(tile=0, tile_overlap=0, tile_halo=0)
+        rf = self.receptive_field
+        halo = rf if halo is None else int(halo)
+        if halo < rf:
+            raise ValueError(f"halo={halo} is smaller than the receptive field of {self.name!r} "
+                             f"({rf} pixels): tiles would see their own border and the result "
+                             f"would be wrong; use halo >= {rf} (the default)")
+        overlap = max(int(tile) // 4, 2 * halo + 2) if overlap is None else int(overlap)
+        if overlap < 2 * halo + 1:
+            raise ValueError(f"overlap={overlap} must be at least 2 * halo + 1 = {2 * halo + 1} "
+                             f"for {self.name!r} (receptive field {rf}); leave it out for the "
+                             "default")
+        smallest = overlap + 1 + (-(overlap + 1)) % self.multiple
+        if tile % self.multiple or tile < max(smallest, 2 * self.multiple):
+            raise ValueError(f"tile={tile} is too small or not a multiple of {self.multiple} for "
+                             f"{self.name!r}: tiles must be larger than their overlap "
+                             f"({overlap} = 2 x receptive field {rf} + 2); use tile >= "
+                             f"{max(smallest, 2 * self.multiple)} (a multiple of {self.multiple})")
+        return self.replace(tile=int(tile), tile_overlap=overlap, tile_halo=halo)
 
     # ---------------------------------------------------------------- raw forward
     def sigma_map(self, x: jax.Array, sigma) -> jax.Array:
@@ -113,7 +140,8 @@ class Network:
             from .tiling import apply_tiled
 
             return apply_tiled(self.replace(tile=0)._forward, z, tile=self.tile,
-                               overlap=self.tile_overlap or self.tile // 4, multiple=self.multiple)
+                               overlap=self.tile_overlap, halo=self.tile_halo,
+                               multiple=self.multiple)
         z = pad_to_multiple(z, self.multiple)
         if self.noise_input:
             out = self.module.apply(self.variables, z[..., :-1], z[..., -1:])

@@ -59,6 +59,7 @@ class WeightSpec:
       channels: image channels the module takes.
       multiple: height and width are padded to a multiple of this.
       noise_input: the module takes the noise level as a second input (FFDNet).
+      receptive_field, tiling_exact: see :class:`~dynpnp_jax.networks.Network` (tiling rules).
       description, source, licence: for the weights table.
       converter_needs_torch: whether converting imports torch (running never does).
     """
@@ -71,6 +72,8 @@ class WeightSpec:
     channels: int = 1
     multiple: int = 1
     noise_input: bool = False
+    receptive_field: int = 0
+    tiling_exact: bool = True
     description: str = ""
     source: str = ""
     licence: str = ""
@@ -80,7 +83,8 @@ class WeightSpec:
         """The :class:`Network` of this entry with ``variables``."""
         return Network(module=self.module, variables=variables, kind=self.kind,
                        channels=self.channels, multiple=self.multiple,
-                       noise_input=self.noise_input, name=self.name)
+                       noise_input=self.noise_input, receptive_field=self.receptive_field,
+                       tiling_exact=self.tiling_exact, name=self.name)
 
 
 REGISTRY: dict[str, WeightSpec] = {}

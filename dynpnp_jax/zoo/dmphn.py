@@ -476,5 +476,6 @@ for _name, _folder, _script, _module, _levels, _desc in (
     register(WeightSpec(
         name=_name, files=_files(_folder), convert=dmphn_from_files, module=_module,
         kind="image", channels=3, multiple=network_multiple(_levels), description=_desc,
+        receptive_field=32, tiling_exact=False,  # effective: patches depend on the whole image
         source=_SOURCE.format(folder=_folder, script=_script), licence=_LICENCE,
         converter_needs_torch=True))

@@ -111,7 +111,7 @@ for _sigma, _sha in _S_SHA.items():
     register(WeightSpec(
         name=f"dncnn-s{_sigma}",
         files=(UpstreamFile(f"dncnn/sigma={_sigma}.mat", _sha, f"{_RAW}/specifics/sigma={_sigma}.mat"),),
-        convert=_single(dncnn_from_mat), module=DnCNN(depth=17, channels=1),
+        convert=_single(dncnn_from_mat), module=DnCNN(depth=17, channels=1), receptive_field=17,
         description=f"DnCNN-S, gray, sigma={_sigma} (17 convs, BN folded)",
         source=_MAT_SOURCE.format("specifics"), licence=_LICENCE))
 
@@ -120,7 +120,7 @@ register(WeightSpec(
     files=(UpstreamFile("dncnn/kair_dncnn_25.pth",
                         "0451a70de9b672ae037270498fbb1c17a1c1c4403785df586ff65df5b858e5b0",
                         "https://github.com/cszn/KAIR/releases/download/v1.0/dncnn_25.pth"),),
-    convert=_single(dncnn_from_pth), module=DnCNN(depth=17, channels=1),
+    convert=_single(dncnn_from_pth), module=DnCNN(depth=17, channels=1), receptive_field=17,
     description="DnCNN-S, gray, sigma=25, PyTorch state dict (equals dncnn-s25)",
     source="cszn/KAIR model_zoo/dncnn_25.pth", licence="MIT (KAIR)", converter_needs_torch=True))
 
@@ -129,7 +129,7 @@ register(WeightSpec(
     files=(UpstreamFile("dncnn/GD_Gray_Blind.mat",
                         "37f76da0b71dd2b2789ce91848fe2f184ab486203c9af9ac1b98199b60ea02b0",
                         f"{_RAW}/GD_Gray_Blind.mat"),),
-    convert=_single(dncnn_from_mat), module=DnCNN(depth=20, channels=1),
+    convert=_single(dncnn_from_mat), module=DnCNN(depth=20, channels=1), receptive_field=20,
     description="DnCNN-B, gray, blind sigma 0..55 (20 convs)",
     source="cszn/DnCNN model/ (MatConvNet v7.3)", licence=_LICENCE))
 
@@ -138,7 +138,7 @@ register(WeightSpec(
     files=(UpstreamFile("dncnn/GD_Color_Blind.mat",
                         "57db5437a44037e7675a99042fe7b14d3dcdf1c333d3ec665855566e8a59795c",
                         f"{_RAW}/GD_Color_Blind.mat"),),
-    convert=_single(dncnn_from_mat), module=DnCNN(depth=20, channels=3), channels=3,
+    convert=_single(dncnn_from_mat), module=DnCNN(depth=20, channels=3), channels=3, receptive_field=20,
     description="CDnCNN-B, colour, blind sigma 0..55 (20 convs); the paper's noise estimator g "
                 "for deblurring",
     source="cszn/DnCNN model/ (MatConvNet v7.3)", licence=_LICENCE))

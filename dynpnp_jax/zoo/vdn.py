@@ -414,6 +414,7 @@ register(WeightSpec(
                         "model_state_niidgauss"),),
     convert=lambda files: vdn_from_file(next(iter(files.values()))),
     module=VDN(channels=3), kind="residual", channels=3, multiple=size_multiple(4),
+    receptive_field=32, tiling_exact=False,  # effective: a depth-4 U-Net sees far
     description="VDN (DNet U-Net depth 4 + SNet 5 convs), colour, blind denoiser trained on "
                 "simulated non-i.i.d. Gaussian noise; the paper's denoising prior: "
                 "prior(x) = x - DNet(x)[:3]; sizes padded to a multiple of 8",
