@@ -114,7 +114,7 @@ def test_adjoint(name, op, shape):
 
 
 def _single(op, b):
-    return jax.tree_util.tree_map(lambda p: p[b:b + 1], op)
+    return jax.tree_util.tree_map(lambda p: jnp.asarray(np.asarray(p)[b:b + 1]), op)
 
 
 @pytest.mark.parametrize("name,op,shape", [a for a in ALL if a[2][-1] == 1],
@@ -138,7 +138,8 @@ def test_normal_solve_matches_dense(name, op, shape):
 
 def _dense_adjoint(op, m, h, w):
     """The matrix of ``op.adjoint`` (n x m) from the output basis."""
-    out_shape = op(np.zeros((1, h, w, 1), np.float32)).shape[1:]
+    s = getattr(op, "factor", 1)
+    out_shape = (h // s, w // s, 1)
     basis = np.eye(m, dtype=np.float32).reshape((m,) + out_shape)
     return np.asarray(op.adjoint(basis), np.float64).reshape(m, -1).T
 
@@ -286,3 +287,138 @@ def test_not_in_make_operator():
         assert name not in ops.OPERATORS
         with pytest.raises(ValueError, match="unknown operator"):
             ops.make_operator(name, (1, 8, 8, 1))
+
+
+# ---- MATLAB-compatible bicubic resize -------------------------------------------------------------
+
+from dynpnp_jax import resize  # noqa: E402
+
+
+def _smooth(h, w, seed=0):
+    r, c = np.mgrid[:h, :w] / np.array([h, w])[:, None, None]
+    return 0.5 + 0.3 * np.sin(2 * np.pi * (r + 0.5 * c)) * np.cos(2 * np.pi * c + seed)
+
+
+def _matlab_coord(n_out, s):
+    """0-based input coordinate of each output pixel: u = x/s + 0.5 (1 - 1/s), 1-based."""
+    x = np.arange(1, n_out + 1)
+    return x / s + 0.5 * (1 - 1 / s) - 1
+
+
+@pytest.mark.parametrize("s", [2, 3, 4, 1 / 2, 1 / 3, 1 / 4])
+def test_imresize_reproduces_quadratics(s):
+    # Keys' a = -0.5 cubic reproduces polynomials of degree <= 2; so does its stretched version on
+    # integer down-scaling: away from the (mirrored) borders the output is f at the mapped points
+    h, w = 36, 48
+    f = lambda r, c: 0.3 + 0.02 * r - 0.01 * c + 1e-3 * r * r - 5e-4 * r * c + 2e-4 * c * c  # noqa: E731
+    r, c = np.mgrid[:h, :w].astype(np.float64)
+    out = resize.imresize(f(r, c), s)
+    assert out.shape == (round(h * s), round(w * s)) and out.dtype == np.float64
+    ur, uc = _matlab_coord(out.shape[0], s), _matlab_coord(out.shape[1], s)
+    reach = 2 * max(1, 1 / s)  # kernel half-width in input pixels
+    rows = (ur - reach >= 0) & (ur + reach <= h - 1)
+    cols = (uc - reach >= 0) & (uc + reach <= w - 1)
+    assert rows.sum() >= 3 and cols.sum() >= 3
+    want = f(ur[:, None], uc[None, :])
+    np.testing.assert_allclose(out[np.ix_(rows, cols)], want[np.ix_(rows, cols)], atol=1e-12)
+    # constants everywhere, borders included (weights are normalised)
+    np.testing.assert_allclose(resize.imresize(np.full((h, w, 2), 0.7), s), 0.7, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [2, 3, 4, 1 / 2, 1 / 4])
+def test_imresize_matches_torch_antialias_in_the_interior(s):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).random((48, 36))
+    ours = resize.imresize(x, s)
+    theirs = torch.nn.functional.interpolate(
+        torch.from_numpy(x)[None, None], scale_factor=s, mode="bicubic", align_corners=False,
+        antialias=True)[0, 0].numpy()
+    assert ours.shape == theirs.shape
+    m = int(np.ceil(2 * max(s, 1 / s) + s))  # output pixels whose taps reach the border
+    np.testing.assert_allclose(ours[m:-m, m:-m], theirs[m:-m, m:-m], atol=1e-12)
+    # at the border MATLAB mirrors, torch renormalises the truncated kernel: they differ there
+    assert np.abs(ours - theirs).max() > 1e-3
+    # torch without antialias uses a = -0.75: different even in the interior
+    if s > 1:
+        plain = torch.nn.functional.interpolate(
+            torch.from_numpy(x)[None, None], scale_factor=s, mode="bicubic",
+            align_corners=False)[0, 0].numpy()
+        assert np.abs(ours - plain)[m:-m, m:-m].max() > 1e-2
+
+
+def test_imresize_down_up_and_shapes():
+    x = _smooth(60, 48).astype(np.float32)
+    for s in (2, 3, 4):
+        small = resize.imresize(x, 1 / s)
+        assert small.shape == (60 // s, 48 // s) and small.dtype == np.float32
+        back = resize.imresize(small, s)
+        assert back.shape == x.shape
+        err = np.abs(back - x)[2 * s:-2 * s, 2 * s:-2 * s].max()
+        assert err < 0.01 * s, (s, err)
+    # MATLAB's output size is ceil(scale * size); channels resized independently
+    rgb = np.stack([x, 1 - x, 0.5 * x], -1)[:41]
+    out = resize.imresize(rgb, 1 / 2)
+    assert out.shape == (21, 24, 3)
+    np.testing.assert_allclose(out[..., 1], resize.imresize(1 - x[:41], 1 / 2), atol=1e-6)
+    assert resize.imresize(x, output_shape=(30, 16)).shape == (30, 16)
+    np.testing.assert_allclose(resize.imresize(x, output_shape=(30, 24)), resize.imresize(x, 0.5),
+                               atol=1e-7)
+    # uint8 in, uint8 out, rounded and clipped (the cubic overshoots at a sharp edge)
+    step = np.zeros((16, 16), np.uint8)
+    step[:, 8:] = 255
+    up = resize.imresize(step, 2)
+    assert up.dtype == np.uint8 and up.min() == 0 and up.max() == 255
+    raw = resize.imresize(step.astype(np.float64), 2)
+    assert raw.max() > 255 and raw.min() < 0
+    np.testing.assert_array_equal(up, np.clip(np.round(raw), 0, 255))
+
+
+def test_imresize_matches_dpir_bicubic_kernels():
+    # DPIR's x2/x3/x4 "bicubic" kernels followed by [0::s, 0::s] approximate MATLAB's bicubic
+    # down-scaling (a check that ties kernels, Downsample and imresize together)
+    from conftest import require_shared
+
+    from dynpnp_jax import kernels
+
+    require_shared("data", "kernels", "kernels_bicubicx234.mat")
+    x = _smooth(48, 48)[None, :, :, None].astype(np.float32)
+    for s, tol in ((2, 1e-2), (3, 2e-3), (4, 2e-3)):
+        y = np.asarray(ops.Downsample.from_kernel(kernels.bicubic(s), s)(x))[0, :, :, 0]
+        want = resize.imresize(x[0, :, :, 0], 1 / s)
+        m = 12 // s + 2
+        assert np.abs(y - want)[m:-m, m:-m].max() < tol
+
+
+def test_rgb2ycbcr_y_and_modcrop():
+    rgb = np.random.default_rng(0).random((5, 7, 3))
+    y = resize.rgb2ycbcr_y(rgb)
+    want = 16 / 255 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+    np.testing.assert_allclose(y, want, atol=1e-12)
+    np.testing.assert_allclose(resize.rgb2ycbcr_y(np.zeros((1, 3))), 16 / 255)
+    np.testing.assert_allclose(resize.rgb2ycbcr_y(np.ones((1, 3))), 235 / 255, atol=1e-6)
+    np.testing.assert_allclose(resize.rgb2ycbcr_y(np.array([[255, 255, 255]], np.uint8)), 235 / 255,
+                               atol=1e-6)
+    assert resize.rgb2ycbcr_y(rgb.astype(np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"^img: expected an RGB image with 3 channels.*got shape \(5, 7\)"):
+        resize.rgb2ycbcr_y(rgb[..., 0])
+    img = np.arange(7 * 10 * 3).reshape(7, 10, 3)
+    assert resize.modcrop(img, 4).shape == (4, 8, 3)
+    np.testing.assert_array_equal(resize.modcrop(img, 4), img[:4, :8])
+    assert resize.modcrop(img[..., 0], 3).shape == (6, 9)
+    assert resize.modcrop(np.zeros((2, 7, 10, 1)), 3).shape == (2, 6, 9, 1)
+    with pytest.raises(ValueError, match=r"^m: expected a positive integer"):
+        resize.modcrop(img, 0)
+    with pytest.raises(ValueError, match=r"^img: a 7x10 image is smaller than m=8"):
+        resize.modcrop(img, 8)
+
+
+def test_imresize_errors():
+    x = np.zeros((8, 8))
+    with pytest.raises(ValueError, match=r"^scale: expected a positive number.*scale=1/4"):
+        resize.imresize(x, 0)
+    with pytest.raises(ValueError, match=r"^scale: expected exactly one of scale or output_shape"):
+        resize.imresize(x)
+    with pytest.raises(ValueError, match=r"^output_shape: expected \(h, w\)"):
+        resize.imresize(x, output_shape=(4,))
+    with pytest.raises(ValueError, match=r"^img: expected a numeric \(H, W\) or \(H, W, C\) image.*x\[0\]"):
+        resize.imresize(np.zeros((1, 8, 8, 1)), 2)
