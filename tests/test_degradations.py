@@ -144,6 +144,21 @@ def _dense_adjoint(op, m, h, w):
     return np.asarray(op.adjoint(basis), np.float64).reshape(m, -1).T
 
 
+def test_downsample_normal_solve_is_exact_in_float64():
+    # in double precision the closed form (Zhao et al.) matches the dense solve to ~1e-14, even
+    # for a small mu where A^T A + mu I is badly conditioned (A^T A has rank H W / s^2)
+    with jax.enable_x64(True):
+        k = np.random.default_rng(3).random((5, 4))
+        op = ops.Downsample.from_kernel(k / k.sum(), 3, dtype=jnp.float64)
+        n = HW * HW
+        a = np.asarray(op(np.eye(n).reshape(n, HW, HW, 1))).reshape(n, -1).T
+        rhs = np.random.default_rng(4).standard_normal((1, HW, HW, 1))
+        x = np.asarray(op.normal_solve(rhs, 1e-3))
+        assert x.dtype == np.float64
+        want = np.linalg.solve(a.T @ a + 1e-3 * np.eye(n), rhs.reshape(-1))
+        np.testing.assert_allclose(x.reshape(-1), want, atol=1e-10 * np.abs(want).max())
+
+
 def test_mask_normal_solve_with_channels():
     op = [a for a in ALL if a[0] == "maskC"][0][1]
     rhs = _images((2, HW, HW, 3), seed=5)
