@@ -703,6 +703,13 @@ def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
     """
     y, clean = validate(params, y, cfg, clean)
     cfg = _resolve_calibration(params, cfg.normalized())
+    if cfg.mode == "calibrated":
+        crop = min(cfg.calib_crop, y.shape[1], y.shape[2])
+        if cfg.calib_size > crop:
+            raise ValueError(f"calibrated mode: the calibrated kernel's support ({cfg.calib_size}"
+                             f" px) does not fit the {crop} px crop of the search; use a larger "
+                             f"calib_crop (>= {cfg.calib_size}, at most the image) or a smaller "
+                             "calib_size")
     out, traj = _restore_jit(params, y, cfg, clean, true_A)
     check_finite_output("restore", out)
     return out, traj
