@@ -35,6 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..formats.matconvnet import read_simplenn
+from ..weights import UpstreamFile, WeightSpec, register
+
 __all__ = ["FFDNet", "pack", "unpack", "ffdnet_from_mat", "read_mat_layers", "infer_config",
            "FILES", "ARCH", "OFFSETS"]
 
@@ -190,49 +193,14 @@ class FFDNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- converter
-def _mat_string(ds) -> str:
-    return "".join(chr(c) for c in np.asarray(ds).ravel())
-
-
 def read_mat_layers(path: str | Path) -> list[dict]:
-    """The layers of a MatConvNet simplenn v7.3 ``.mat`` file, as dicts.
-
-    Each dict has ``type`` and ``name``; ``weights`` (a list of float32 arrays as h5py gives
-    them, empty for weightless layers); and the numeric fields present among ``pad``,
-    ``stride``, ``dilate``, ``leak``, ``scale`` as lists of floats.
-
-    Unlike ``convert.matconvnet.read_simplenn`` this accepts layers whose ``weights`` is an
-    empty cell (MATLAB stores ``{}`` as a uint64 array of its dimensions, not references), as in
-    FFDNet's SubP / concat / relu layers.
-    """
-    import h5py
-
-    path = Path(path)
+    """The layers of an FFDNet ``.mat`` file (:func:`dynpnp_jax.formats.matconvnet.read_simplenn`
+    with FFDNet's fix in the message)."""
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"ffdnet_from_mat: `path`={str(path)!r} is not a MATLAB v7.3 (HDF5) "
-                         f"file ({err}). Fix: pass cszn/FFDNet models/FFDNet_gray.mat or "
-                         f"FFDNet_color.mat as released.") from err
-    with f:
-        if "net" not in f or "layers" not in f["net"]:
-            raise ValueError(f"ffdnet_from_mat: {path} holds no MatConvNet simplenn network (no "
-                             "net.layers). Fix: pass an FFDNet model file from cszn/FFDNet.")
-        layers = []
-        for ref in np.asarray(f["net"]["layers"]).ravel():
-            g = f[ref]
-            layer = {"type": _mat_string(g["type"]), "name": _mat_string(g["name"]),
-                     "weights": []}
-            if "weights" in g:
-                ds = g["weights"]
-                if ds.dtype == h5py.ref_dtype or ds.dtype.kind == "O":
-                    layer["weights"] = [np.asarray(f[r], dtype=np.float32)
-                                        for r in np.asarray(ds).ravel()]
-            for key in ("pad", "stride", "dilate", "leak", "scale"):
-                if key in g:
-                    layer[key] = np.asarray(g[key], dtype=np.float64).ravel().tolist()
-            layers.append(layer)
-    return layers
+        return read_simplenn(path)
+    except ValueError as err:
+        raise ValueError(f"ffdnet_from_mat: `path`={str(path)!r}: {err}. Fix: pass cszn/FFDNet "
+                         "models/FFDNet_gray.mat or FFDNet_color.mat as released.") from err
 
 
 def ffdnet_from_mat(path: str | Path) -> dict:
@@ -305,3 +273,20 @@ def infer_config(variables: dict) -> dict:
         if s != want:
             raise ValueError(f"conv{i} kernel has shape {s}, expected {want} (HWIO).")
     return {"channels": int(channels), "features": int(features), "depth": int(depth)}
+
+
+# ----------------------------------------------------------------------------- registry
+_LICENCE = ("no licence file in cszn/FFDNet (research release; fetched from the authors' "
+            "repository, never redistributed)")
+for _variant, (_rel, _sha, _url) in FILES.items():
+    _arch = ARCH[_variant]
+    register(WeightSpec(
+        name=f"ffdnet-{_variant}",
+        files=(UpstreamFile(_rel, _sha, _url),),
+        convert=lambda files: ffdnet_from_mat(next(iter(files.values()))),
+        module=FFDNet(**_arch), kind="image", channels=_arch["channels"], multiple=1,
+        noise_input=True, receptive_field=2 * _arch["depth"] + 2,
+        description=(f"FFDNet {'gray' if _variant == 'gray' else 'colour'}, non-blind: the noise "
+                     f"level (sigma/255, scalar or per-pixel map) is an input ({_arch['depth']} "
+                     f"convs {_arch['features']} wide at half resolution); the DPIR prior"),
+        source="cszn/FFDNet models/ (MatConvNet v7.3)", licence=_LICENCE))
