@@ -450,7 +450,7 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
                     operator="identity", keep_images=False, clip_output=False,
                     has_sigma=True, delta=jnp.zeros_like(sig), mu=rho, alpha=jnp.zeros_like(sig),
                     sigma=sig, tol=jnp.float32(0), noise=cfg.noise)
-    margin = min(size // 2 + 4, c // 4)
+    margin = min(size // 2 + 4, c // 4)  # the crop is not periodic: score its interior only
     var_n = jnp.maximum(cfg.noise, 0.255 / 255) ** 2
 
     def kernels_for(theta):
@@ -461,8 +461,7 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
         kern = kernels_for(theta)
         opc = Blur(k=kern)
         out, _ = _restore({"prior": prior, "A": opc}, y_c, coarse, None)
-        r = (opc(out) - y_c)[:, margin:c - margin, margin:c - margin, :]
-        return jnp.abs(jnp.log(jnp.mean(r * r, axis=(1, 2, 3)) / var_n))
+        return cal.calibration_score(opc(out) - y_c, out, var_n, margin)
 
     theta = {"scale": jnp.ones((b,)), "angle": jnp.zeros((b,)), "width": jnp.zeros((b,))}
     for param, values in cfg.calib_stages:
