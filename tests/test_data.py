@@ -125,7 +125,7 @@ def test_download_when_not_found(tmp_path, tmp_cache, monkeypatch):
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match=r"valid names: \['set12', 'bsd68', 'gopro', 'folder'\]"):
         data.load_dataset("set14")
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path}.*empty of"):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}.*holds no image files"):
         data.load_dataset("folder", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         data.load_dataset("folder", data_dir=tmp_path / "missing")
