@@ -18,6 +18,21 @@ Modes (ALGORITHM.md):
 * ``static``   -- "static stacking": ``v_{t+1} = prior(v_t)``, ``v_0 = y``.
 * ``hqs``      -- classic HQS with the exact x-step and A = I: ``x = (y + mu v)/(1 + mu)``,
   ``v = prior(x)``, ``v_0 = y``.
+* ``dpir``     -- plug-and-play for a known degradation (Zhang et al., DPIR, TPAMI 2021): the
+  exact x-step ``x = (A^T A + rho_t I)^{-1} (A^T y + rho_t v)`` with the operator given in
+  ``params['A']`` (:class:`~dynpnp_jax.operators.Blur`, ``Downsample``, ``Mask``, ...), then
+  ``v = prior(x, sigma_t)``; ``sigma_t`` falls geometrically from 49/255 to the noise level and
+  ``rho_t = 0.23 max(noise, 0.255/255)^2 / sigma_t^2`` (:func:`dpir_schedule`); ``x_0 = v_0`` is
+  the operator's natural start (``y`` for a blur, bicubic up-sampling for SR, a filled-in ``y``
+  for inpainting). Optional x8 self-ensemble (iteration t sees the (t mod 8)-th flip/rotation,
+  DPIR's ``augment_img`` order, and is transformed back).
+
+The operator A can always be given as data, ``params['A']`` (one per image, leading batch axis),
+instead of being initialised from ``cfg.operator``; so ``restore(params, y, cfg)`` stays the one
+entry point and an A-step can update a user's A.
+
+``restore`` is transformable: ``jax.jit``, ``jax.grad`` and ``jax.vmap`` over the numbers of a
+config (or over ``y``) work through it; value checks run only on concrete values.
 """
 from __future__ import annotations
 
@@ -32,22 +47,27 @@ from flax import struct
 from . import steps
 from .networks import Network
 from .operators import OPERATORS, make_operator
+from .validation import check_finite_output, check_images, is_concrete, needs_landscape
 
-MODES = ("authors", "gradient", "prior", "static", "hqs")
+MODES = ("authors", "gradient", "prior", "static", "hqs", "dpir")
 _DEFAULTS = {  # mode -> (x_step, a_step, operator)
     "authors": ("authors", "authors", "rowmix"),
     "gradient": ("gradient", "gradient", "gain"),
     "prior": ("none", "none", "identity"),
     "static": ("none", "none", "identity"),
     "hqs": ("exact", "none", "identity"),
+    "dpir": ("exact", "none", "identity"),
 }
+NUMBERS = ("delta", "mu", "alpha", "sigma")  # per-iteration, traced
 
 
 @struct.dataclass
 class Config:
     """Solver configuration. Build it with :func:`make_config`.
 
-    Static fields select the structure; ``delta``, ``mu``, ``alpha`` are ``(iters,)`` arrays.
+    Static fields select the structure (a new value compiles a new program); ``delta``, ``mu``,
+    ``alpha``, ``sigma`` are ``(iters,)`` arrays and ``tol`` a scalar, all traced: new numbers
+    never recompile, and they are differentiable (tunable by gradient).
     """
 
     mode: str = struct.field(pytree_node=False, default="authors")
@@ -60,23 +80,62 @@ class Config:
     a_input: str = struct.field(pytree_node=False, default="x")
     keep_images: bool = struct.field(pytree_node=False, default=True)
     clip_output: bool = struct.field(pytree_node=False, default=True)
+    ensemble: bool = struct.field(pytree_node=False, default=False)
+    has_sigma: bool = struct.field(pytree_node=False, default=False)
+    stop: bool = struct.field(pytree_node=False, default=False)
     delta: Any = 0.01
     mu: Any = 0.1
     alpha: Any = 1e-5
+    sigma: Any = 0.0
+    tol: Any = 0.0
 
     def with_values(self, **kw) -> "Config":
-        """A copy with new numbers (``delta``, ``mu``, ``alpha``: scalars or per-iteration)."""
-        return make_config(**{**self.as_dict(), **kw})
+        """A copy with new numbers (``delta``, ``mu``, ``alpha``, ``sigma``: scalars or one per
+        iteration; ``tol``). Works on traced values (inside ``jit``/``grad``/``vmap``)."""
+        bad = sorted(set(kw) - set(NUMBERS) - {"tol"})
+        if bad:
+            raise ValueError(f"with_values takes the numbers {NUMBERS + ('tol',)}, got {bad}; "
+                             "build a new config with make_config to change the structure")
+        new = {k: _per_iter(k, v, self.iters) for k, v in kw.items() if k != "tol"}
+        if "tol" in kw:
+            new["tol"] = _scalar("tol", kw["tol"])
+        if "sigma" in kw:
+            new["has_sigma"] = True
+        out = self.replace(**new)
+        _check_domain(out)
+        return out
+
+    def normalized(self) -> "Config":
+        """The numbers as ``(iters,)`` float32 arrays (and a scalar ``tol``), checked."""
+        out = self.replace(**{k: _per_iter(k, getattr(self, k), self.iters) for k in NUMBERS},
+                           tol=_scalar("tol", self.tol))
+        _check_domain(out)
+        return out
 
     def as_dict(self) -> dict:
+        """The configuration as plain Python values (``make_config(**cfg.as_dict())`` rebuilds it)."""
         out = {}
         for f in dataclasses.fields(self):
             val = getattr(self, f.name)
-            out[f.name] = np.asarray(val).tolist() if f.name in ("delta", "mu", "alpha") else val
+            if f.name in NUMBERS + ("tol",):
+                val = np.asarray(val).tolist() if is_concrete(val) else val
+            out[f.name] = val
+        out["stop_tol"] = out.pop("tol")
+        out.pop("stop")
+        if not out.pop("has_sigma"):
+            out["sigma"] = None
         return out
 
 
 def _per_iter(name: str, value, iters: int) -> jax.Array:
+    if not is_concrete(value):  # traced (jit/grad/vmap): shape rules only
+        arr = jnp.asarray(value, jnp.float32)
+        if arr.ndim == 0:
+            arr = jnp.broadcast_to(arr, (iters,))
+        if arr.shape != (iters,):
+            raise ValueError(f"{name} must be a scalar or have one value per iteration ({iters}), "
+                             f"got shape {arr.shape}")
+        return arr
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full((iters,), float(arr))
@@ -88,36 +147,115 @@ def _per_iter(name: str, value, iters: int) -> jax.Array:
     return jnp.asarray(arr, dtype=jnp.float32)
 
 
-def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.01, mu=0.1, alpha=1e-5,
-                x_step: Optional[str] = None, a_step: Optional[str] = None,
-                operator: Optional[str] = None, kernel_size: int = 5, cg_iters: int = 3,
-                a_input: str = "x", keep_images: bool = True, clip_output: bool = True) -> Config:
+def _scalar(name: str, value) -> jax.Array:
+    arr = jnp.asarray(value, jnp.float32)
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    return arr
+
+
+def _check_domain(cfg: "Config") -> None:
+    """Reject numbers outside each step's valid domain, with the reason (concrete values only)."""
+    vals = {k: getattr(cfg, k) for k in NUMBERS + ("tol",)}
+    if not is_concrete(vals):
+        return
+    v = {k: np.asarray(a, np.float64) for k, a in vals.items()}
+    for k, a in v.items():
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{k} must be finite, got {a.tolist()}")
+
+    def bad(name, cond, why, fix):
+        if np.any(cond):
+            raise ValueError(f"{name}={np.round(v[name], 6).tolist()} is outside its domain: "
+                             f"{why}. {fix}")
+
+    gradient_x = cfg.mode in ("authors", "gradient") and cfg.x_step in ("gradient", "authors")
+    if gradient_x:
+        bad("delta", v["delta"] <= 0, "the x-step size must be > 0", "Use e.g. delta=0.01")
+        bad("delta", v["delta"] * (1 + np.maximum(v["mu"], 0)) >= 2,
+            "the gradient x-step diverges when delta * (1 + mu) >= 2 (its contraction factor "
+            "1 - delta (1 + mu) leaves (-1, 1))", "Use a smaller delta")
+    bad("mu", v["mu"] < 0, "the penalty mu (rho in DPIR) must be >= 0 (a negative penalty makes "
+        "the x-step's system indefinite: hqs with mu=-1 divides by zero)", "Use mu >= 0")
+    if cfg.mode == "dpir" or (cfg.mode == "gradient" and cfg.x_step in ("exact", "fft", "cg")):
+        bad("mu", v["mu"] <= 0, "the exact x-step needs a penalty > 0 (A^T A alone is singular "
+            "for down-sampling and masks)", "Use mu > 0 (dpir_schedule gives DPIR's values)")
+    bad("alpha", v["alpha"] < 0, "the A-step size must be >= 0", "Use alpha >= 0 (0 keeps A)")
+    bad("sigma", v["sigma"] < 0, "a noise level is >= 0", "Use sigma >= 0")
+    bad("sigma", v["sigma"] > 1, "sigma is on the [0, 1] image scale", "Divide 8-bit noise "
+        "levels by 255 (sigma=25/255)")
+    bad("tol", v["tol"] < 0, "the stopping threshold is a relative change >= 0", "Use e.g. 1e-3")
+
+
+def dpir_schedule(iters: int, noise_level: float, *, sigma_max: float = 49 / 255,
+                  weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """DPIR's schedule (``utils_pnp.get_rho_sigma``): ``(sigma, rho)``, each ``(iters,)``.
+
+    ``sigma_t`` interpolates from ``sigma_max`` to ``noise_level`` (both on the [0, 1] scale),
+    geometrically for ``weight=1`` (DPIR's default) and linearly for ``weight=0``; the penalty is
+    ``rho_t = 0.23 max(noise_level, 0.255/255)^2 / sigma_t^2``. A noise level below 0.255/255
+    (e.g. 0) ends the schedule at 0.255/255 instead (a geometric sequence cannot reach 0).
+    """
+    if not isinstance(iters, (int, np.integer)) or iters < 1:
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    noise_level = float(noise_level)
+    if not np.isfinite(noise_level) or noise_level < 0:
+        raise ValueError(f"noise_level must be a finite number >= 0 on the [0, 1] scale, got "
+                         f"{noise_level}; for 8-bit noise levels divide by 255 (2.55/255)")
+    if noise_level > 1:
+        raise ValueError(f"noise_level={noise_level} is on the [0, 1] scale; divide 8-bit "
+                         "noise levels by 255")
+    floor = max(noise_level, 0.255 / 255)
+    geo = np.logspace(np.log10(sigma_max), np.log10(floor), iters)
+    lin = np.linspace(sigma_max, floor, iters)
+    sigma = geo * weight + lin * (1 - weight)
+    rho = 0.23 * floor ** 2 / sigma ** 2
+    return sigma.astype(np.float64), rho.astype(np.float64)
+
+
+def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.01, mu=None,
+                alpha=1e-5, sigma=None, noise_level=None, x_step: Optional[str] = None,
+                a_step: Optional[str] = None, operator: Optional[str] = None,
+                kernel_size: int = 5, cg_iters: int = 3, a_input: str = "x",
+                keep_images: bool = True, clip_output: bool = True, ensemble: bool = False,
+                stop_tol: float = 0.0) -> Config:
     """Build a validated :class:`Config`.
 
     Args:
-      mode: one of ``authors``, ``gradient``, ``prior``, ``static``, ``hqs``.
-      iters: T, the number of iterations (default 2; ``prior`` mode: 1).
+      mode: one of ``authors``, ``gradient``, ``prior``, ``static``, ``hqs``, ``dpir``.
+      iters: T, the number of iterations (default 2; ``prior`` mode: 1; ``dpir``: 8).
       delta: x-step size (Eq. 6), scalar or one per iteration.
-      mu: penalty mu of Eq. (3) (the authors' eta), scalar or one per iteration.
+      mu: penalty mu of Eq. (3) (the authors' eta; DPIR's rho), scalar or one per iteration;
+        default 0.1, in ``dpir`` mode the DPIR schedule.
       alpha: A-step size (Eq. 10, the authors' rho), scalar or one per iteration.
-      x_step, a_step, operator: override the mode's defaults (``gradient`` mode only).
+      sigma: the noise level handed to a noise-conditioned prior (FFDNet) at each iteration, on
+        the [0, 1] scale; scalar or one per iteration. Default: none (networks without a noise
+        input ignore it); in ``dpir`` mode the DPIR schedule.
+      noise_level: the noise level of ``y`` on the [0, 1] scale; ``dpir`` mode builds its
+        schedule from it (:func:`dpir_schedule`).
+      x_step, a_step, operator: override the mode's defaults (``gradient`` and ``dpir`` modes).
       kernel_size: kernel size for ``operator='conv'``.
       cg_iters: CG steps per iteration for ``x_step='cg'``.
       a_input: which image the A-loss sees, ``'x'`` (Eq. 9) or ``'v'`` (the authors use v).
       keep_images: store x and v of every iteration in the trajectory.
       clip_output: clip the result to [0, 1].
+      ensemble: x8 geometric self-ensemble of the prior (iteration t sees the (t mod 8)-th
+        flip/rotation and is transformed back), as DPIR's ``x8``.
+      stop_tol: per-image stopping rule: an image whose relative change
+        ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
+        iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     dx, da, dop = _DEFAULTS[mode]
-    if mode != "gradient" and any(v is not None for v in (x_step, a_step, operator)):
+    if mode not in ("gradient", "dpir") and any(v is not None for v in (x_step, a_step, operator)):
         given = {k: v for k, v in dict(x_step=x_step, a_step=a_step, operator=operator).items()
                  if v is not None and v != dict(x_step=dx, a_step=da, operator=dop)[k]}
         if given:
             raise ValueError(f"mode={mode!r} fixes x_step={dx!r}, a_step={da!r}, operator={dop!r};"
                              f" got {given}. Use mode='gradient' to choose the steps")
     x_step, a_step, operator = x_step or dx, a_step or da, operator or dop
-    if mode == "gradient":
+    if mode in ("gradient", "dpir"):
         for name, val, allowed in (("x_step", x_step, steps.X_STEPS), ("a_step", a_step, steps.A_STEPS),
                                    ("operator", operator, OPERATORS)):
             if val not in allowed:
@@ -127,20 +265,36 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         if a_step == "authors" and operator != "rowmix":
             raise ValueError("a_step='authors' needs operator='rowmix'")
     if iters is None:
-        iters = 1 if mode == "prior" else 2
-    if mode == "prior":
-        if iters != 1:
-            raise ValueError(f"mode='prior' runs the network once; got iters={iters}")
-        iters = 1
-    if not isinstance(iters, (int, np.integer)) or iters < 1:
+        iters = {"prior": 1, "dpir": 8}.get(mode, 2)
+    if mode == "prior" and iters != 1:
+        raise ValueError(f"mode='prior' runs the network once; got iters={iters}")
+    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
         raise ValueError(f"iters must be a positive integer, got {iters!r}")
     if a_input not in ("x", "v"):
         raise ValueError(f"a_input must be 'x' or 'v', got {a_input!r}")
-    return Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
-                  kernel_size=int(kernel_size), cg_iters=int(cg_iters), a_input=a_input,
-                  keep_images=bool(keep_images), clip_output=bool(clip_output),
-                  delta=_per_iter("delta", delta, iters), mu=_per_iter("mu", mu, iters),
-                  alpha=_per_iter("alpha", alpha, iters))
+    if not isinstance(cg_iters, (int, np.integer)) or cg_iters < 1:
+        raise ValueError(f"cg_iters must be a positive integer, got {cg_iters!r}")
+    if mode == "dpir" and (sigma is None or mu is None):
+        if noise_level is None:
+            raise ValueError("mode='dpir' needs noise_level (the noise std of y on the [0, 1] "
+                             "scale, e.g. 2.55/255) to build its schedule, or both sigma= and mu=")
+        s_sched, rho_sched = dpir_schedule(int(iters), noise_level)
+        sigma = s_sched if sigma is None else sigma
+        mu = rho_sched if mu is None else mu
+    elif noise_level is not None and sigma is None:
+        sigma = noise_level
+    if mu is None:
+        mu = 0.1
+    if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
+        raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
+    cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
+                 kernel_size=int(kernel_size), cg_iters=int(cg_iters), a_input=a_input,
+                 keep_images=bool(keep_images), clip_output=bool(clip_output),
+                 ensemble=bool(ensemble), has_sigma=sigma is not None,
+                 stop=not is_concrete(stop_tol) or float(np.asarray(stop_tol)) > 0,
+                 delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
+                 tol=stop_tol)
+    return cfg.normalized()
 
 
 class Trajectory(NamedTuple):
@@ -152,6 +306,9 @@ class Trajectory(NamedTuple):
       a_dev: ``||A - I||_F / sqrt(n)`` per image, ``(T, B)``.
       psnr: PSNR in dB of ``clip(v, 0, 1)`` against ``clean`` (float, no quantisation),
         ``(T, B)``; ``None`` when no clean image was given.
+      active: whether each image was still iterating at iteration t, ``(T, B)`` bool (all true
+        without a stopping rule); ``active.sum(0)`` is the number of iterations each image ran.
+      rel_change: ``||x_t - x_{t-1}|| / ||x_{t-1}||`` per image, ``(T, B)``.
     """
 
     x: Optional[jax.Array]
@@ -159,110 +316,188 @@ class Trajectory(NamedTuple):
     a_loss: jax.Array
     a_dev: jax.Array
     psnr: Optional[jax.Array]
+    active: Optional[jax.Array] = None
+    rel_change: Optional[jax.Array] = None
 
 
 # ------------------------------------------------------------------------------ the loop
-_TRACES = [0]
-
-
-def trace_count() -> int:
-    """How many times the solver has been traced (compiled) in this process."""
-    return _TRACES[0]
-
-
 def _psnr(v, clean):
-    mse = jnp.mean((jnp.clip(v, 0.0, 1.0) - clean) ** 2, axis=(1, 2, 3))
-    return -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
+    from .metrics import psnr  # the one owner of PSNR
+
+    return psnr(jnp.clip(v, 0.0, 1.0), clean)
+
+
+def augment(x: jax.Array, mode: int) -> jax.Array:
+    """DPIR's ``augment_img_tensor4`` on NHWC batches: the ``mode``-th (0..7) flip/rotation.
+
+    0 identity, 1 flipud(rot90), 2 flipud, 3 rot270, 4 flipud(rot180), 5 rot90, 6 rot180,
+    7 flipud(rot270); rotations turn H towards W (torch ``rot90(k, [2, 3])``), flips are on H."""
+    def rot(a, k):
+        return jnp.rot90(a, k, axes=(1, 2))
+
+    def flip(a):
+        return jnp.flip(a, axis=1)
+
+    if mode == 0:
+        return x
+    if mode == 2:
+        return flip(x)
+    k = {1: 1, 3: 3, 4: 2, 5: 1, 6: 2, 7: 3}[mode]
+    return flip(rot(x, k)) if mode in (1, 4, 7) else rot(x, k)
+
+
+def augment_inverse(mode: int) -> int:
+    """The mode that undoes :func:`augment`'s ``mode`` (3 and 5 undo each other)."""
+    return {3: 5, 5: 3}.get(mode, mode)
+
+
+def _initial(op, y):
+    """The operator's natural starting image for ``y`` (``y`` itself when shapes agree)."""
+    init = getattr(op, "initial", None)
+    if callable(init):
+        return init(y)
+    return y if jax.eval_shape(op.adjoint, y).shape == y.shape else op.adjoint(y)
+
+
+def _freeze(active, new, old):
+    """Per image: ``new`` where ``active`` else ``old`` (leaves with a leading batch axis)."""
+    def pick(n, o):
+        if not hasattr(n, "ndim") or n.ndim == 0 or n.shape[0] != active.shape[0]:
+            return n
+        return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+    return jax.tree_util.tree_map(pick, new, old)
 
 
 def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]):
-    _TRACES[0] += 1
     prior: Network = params["prior"]
     noise: Network = params.get("noise") or prior
     b = y.shape[0]
-    op = make_operator(cfg.operator, y.shape, kernel_size=cfg.kernel_size)
+    op = params.get("A")
+    if op is None:
+        op = make_operator(cfg.operator, y.shape, kernel_size=cfg.kernel_size)
     uses_g = cfg.a_step != "none"
-    g = noise.noise(y) if uses_g else jnp.zeros_like(y)
+    g = noise.noise(y, jnp.broadcast_to(cfg.sigma[0], (b,))) if uses_g else jnp.zeros_like(y)
     x_step = steps.X_STEPS.get(cfg.x_step)
     a_step = steps.A_STEPS[cfg.a_step]
 
     if cfg.mode == "authors":
-        x0, v0 = op.adjoint(y), jnp.zeros_like(y)
-    elif cfg.mode == "gradient":
         x0 = op.adjoint(y)
-        v0 = x0
+        v0 = jnp.zeros_like(x0)
+    elif cfg.mode == "gradient":
+        x0 = v0 = op.adjoint(y)
+    elif cfg.mode == "dpir":
+        x0 = v0 = _initial(op, y)
     else:  # prior / static / hqs start the prior from y
         x0, v0 = y, y
 
-    def body(carry, hp):
-        x, v, op = carry
-        delta, mu, alpha = hp
-        if cfg.mode in ("prior", "static"):
-            x = v
-        else:
-            x = x_step(op, x, y, v, delta, mu, cg_iters=cfg.cg_iters)
-        v = steps.prior_step(prior, x)
-        a_in = x if cfg.a_input == "x" else v
-        op = a_step(op, a_in, v, y, g, alpha)
-        rec = dict(a_loss=steps.a_loss(op, a_in, y, g) if uses_g else jnp.zeros((b,)),
-                   a_dev=jnp.broadcast_to(op.deviation(), (b,)))
-        if cfg.keep_images:
-            rec.update(x=x, v=v)
-        if clean is not None:
-            rec["psnr"] = _psnr(v, clean)
-        return (x, v, op), rec
+    def prior_fn(x, sigma_t, t):
+        s = jnp.broadcast_to(sigma_t, (b,))
+        if not cfg.ensemble:
+            return steps.prior_step(prior, x, s)
+        branches = [lambda xx, ss, k=k: augment(steps.prior_step(prior, augment(xx, k), ss),
+                                                augment_inverse(k)) for k in range(8)]
+        return jax.lax.switch(t % 8, branches, x, s)
 
-    (x, v, op), rec = jax.lax.scan(body, (x0, v0, op), (cfg.delta, cfg.mu, cfg.alpha))
+    def step(x, v, op, hp):
+        delta, mu, alpha, sigma, t = hp
+        if cfg.mode in ("prior", "static"):
+            x_new = v
+        else:
+            x_new = x_step(op, x, y, v, delta, mu, cg_iters=cfg.cg_iters)
+        v_new = prior_fn(x_new, sigma, t)
+        a_in = x_new if cfg.a_input == "x" else v_new
+        op_new = a_step(op, a_in, v_new, y, g, alpha)
+        return x_new, v_new, op_new
+
+    def norm(a):
+        return jnp.sqrt(jnp.sum(a * a, axis=tuple(range(1, a.ndim))))
+
+    def body(carry, hp):
+        x, v, op, active = carry
+        if cfg.stop:  # skip the work once every image has stopped
+            x_new, v_new, op_new = jax.lax.cond(jnp.any(active), lambda: step(x, v, op, hp),
+                                                lambda: (x, v, op))
+        else:
+            x_new, v_new, op_new = step(x, v, op, hp)
+        rel = norm(x_new - x) / jnp.maximum(norm(x), 1e-12)
+        if cfg.stop:
+            x_new, v_new, op_new = _freeze(active, (x_new, v_new, op_new), (x, v, op))
+            rel = jnp.where(active, rel, 0.0)
+        a_in = x_new if cfg.a_input == "x" else v_new
+        rec = dict(a_loss=steps.a_loss(op_new, a_in, y, g) if uses_g else jnp.zeros((b,)),
+                   a_dev=jnp.broadcast_to(op_new.deviation(), (b,)), active=active,
+                   rel_change=rel)
+        if cfg.keep_images:
+            rec.update(x=x_new, v=v_new)
+        if clean is not None:
+            rec["psnr"] = _psnr(v_new, clean)
+        if cfg.stop:
+            active = active & (rel >= cfg.tol)
+        return (x_new, v_new, op_new, active), rec
+
+    hps = (cfg.delta, cfg.mu, cfg.alpha, cfg.sigma, jnp.arange(cfg.iters))
+    (x, v, op, _), rec = jax.lax.scan(body, (x0, v0, op, jnp.ones((b,), bool)), hps)
     out = jnp.clip(v, 0.0, 1.0) if cfg.clip_output else v
     traj = Trajectory(x=rec.get("x"), v=rec.get("v"), a_loss=rec["a_loss"], a_dev=rec["a_dev"],
-                      psnr=rec.get("psnr"))
+                      psnr=rec.get("psnr"), active=rec["active"], rel_change=rec["rel_change"])
     return out, traj
 
 
 _restore_jit = jax.jit(_restore)
 
 
+def compile_count() -> int:
+    """How many programs ``restore`` has compiled in this process (JAX's own jit cache size)."""
+    return int(_restore_jit._cache_size())
+
+
+trace_count = compile_count  # the former name
+
+
 # ------------------------------------------------------------------------------ validation
-def _check_image(name: str, arr, ref_shape=None) -> np.ndarray | jax.Array:
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-        arr = np.asarray(arr)
-    if arr.ndim != 4:
-        hint = " (add a batch axis: y[None])" if arr.ndim == 3 else ""
-        raise ValueError(f"{name} must be a batch of NHWC images of rank 4 (B, H, W, C), got "
-                         f"shape {tuple(arr.shape)}{hint}")
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        raise ValueError(f"{name} must be float32 with values in [0, 1], got dtype {arr.dtype}; "
-                         "convert 8-bit images with y.astype(np.float32) / 255")
-    if ref_shape is not None and tuple(arr.shape) != tuple(ref_shape):
-        raise ValueError(f"{name} must have the shape of y {tuple(ref_shape)}, got "
-                         f"{tuple(arr.shape)}")
-    if isinstance(arr, jax.core.Tracer):
-        return arr
-    finite = bool(jnp.all(jnp.isfinite(arr)))
-    if not finite:
-        raise ValueError(f"{name} contains NaN or Inf; clean the input (e.g. np.nan_to_num) first")
-    hi, lo = float(jnp.max(arr)), float(jnp.min(arr))
-    if hi > 2.0 or lo < -1.0:
-        raise ValueError(f"{name} must hold values in [0, 1] (noise may push them slightly "
-                         f"outside), got range [{lo:.3g}, {hi:.3g}]; divide 8-bit images by 255")
-    return arr.astype(jnp.float32) if arr.dtype != jnp.float32 else arr
+def _is_operator(op) -> bool:
+    return all(callable(getattr(op, m, None)) for m in ("__call__", "adjoint", "normal_solve"))
 
 
 def validate(params: dict, y, cfg: Config, clean=None):
-    """The checks :func:`restore` runs before compiling; returns ``(y, clean)`` as float32."""
+    """The checks :func:`restore` runs before compiling; returns ``(y, clean)`` as float32.
+
+    Shape, dtype and structure rules always run; value rules (NaN, range) only on concrete
+    values, so ``restore`` stays usable under ``jax.jit``, ``grad`` and ``vmap``."""
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a dynpnp_jax.Config (see make_config), got {type(cfg).__name__}")
     if not isinstance(params, dict) or not isinstance(params.get("prior"), Network):
         raise TypeError("params must be a dict with a 'prior' Network (from load_network) and "
-                        "optionally a 'noise' Network, e.g. {'prior': load_network('dncnn-s25')}")
-    y = _check_image("y", y)
-    if clean is not None:
-        clean = _check_image("clean", clean, y.shape)
+                        "optionally a 'noise' Network and an operator 'A', e.g. "
+                        "{'prior': load_network('dncnn-s25')}")
+    unknown = sorted(set(params) - {"prior", "noise", "A"})
+    if unknown:
+        raise ValueError(f"params has unknown key(s) {unknown}; expected 'prior', 'noise', 'A'")
     prior: Network = params["prior"]
-    prior.check_input(y.shape, "y")
+    y = check_images("y", y)
+    op = params.get("A")
+    if op is not None:
+        if not _is_operator(op):
+            raise TypeError(f"params['A'] must be an operator (dynpnp_jax.operators: Blur, "
+                            f"Downsample, Mask, ...), got {type(op).__name__}")
+        if cfg.mode in ("authors", "prior", "static", "hqs") and not (
+                cfg.mode == "authors" and type(op).__name__ == "RowMix"):
+            raise ValueError(f"mode={cfg.mode!r} does not take an operator A; use mode='dpir' "
+                             "(known degradation) or 'gradient' with params['A']")
+        try:
+            x_shape = jax.eval_shape(op.adjoint, jax.ShapeDtypeStruct(y.shape, jnp.float32)).shape
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"params['A'] does not fit y of shape {tuple(y.shape)}: {err}") from err
+    else:
+        x_shape = tuple(y.shape)
+    if clean is not None:
+        clean = check_images("clean", clean, ref_shape=x_shape)
+    check_images("x", jax.ShapeDtypeStruct(x_shape, jnp.float32), channels=prior.channels,
+                 allow_any_channels=prior.channels == 1)
+    prior.check_input(x_shape, "y")
     noise = params.get("noise")
     if cfg.a_step != "none":
-        if noise is None and prior.kind != "residual":
+        if noise is None and prior.kind != "residual" and not prior.noise_input:
             raise ValueError(f"mode={cfg.mode!r} updates A with a noise estimate g(y), and prior "
                              f"{prior.name!r} is not a denoiser: pass params['noise'] (e.g. "
                              "load_network('dncnn-b-color'))")
@@ -270,33 +505,51 @@ def validate(params: dict, y, cfg: Config, clean=None):
             if not isinstance(noise, Network):
                 raise TypeError("params['noise'] must be a Network (from load_network)")
             noise.check_input(y.shape, "y")
-    h, w = y.shape[1:3]
-    if cfg.operator == "rowmix" and cfg.a_step == "authors" and w < h:
+    uses_sigma = prior.noise_input or (cfg.a_step != "none" and (noise or prior).noise_input)
+    if uses_sigma and not cfg.has_sigma:
+        raise ValueError(f"network {(prior if prior.noise_input else noise).name!r} takes the noise "
+                         "level as an input: give make_config(..., sigma=noise_std) on the [0, 1] "
+                         "scale (e.g. 25/255), or noise_level=..., or use mode='dpir'")
+    h, w = x_shape[1:3]
+    if needs_landscape(x_shape, mode=cfg.mode, a_step=cfg.a_step):
         raise ValueError(f"mode={cfg.mode!r} with the row-mix A needs width >= height, got "
                          f"y of {h}x{w}; rotate portrait images by 90 degrees "
                          "(np.rot90(y, axes=(1, 2))) as the authors protocol does")
-    if cfg.operator == "conv" and cfg.kernel_size > min(h, w):
+    if cfg.operator == "conv" and op is None and cfg.kernel_size > min(h, w):
         raise ValueError(f"kernel_size={cfg.kernel_size} does not fit y of {h}x{w}")
     check_size = getattr(prior.module, "check_size", None)
     if callable(check_size):
         check_size(h, w)
+    if cfg.ensemble and prior.tile:
+        pass  # tiles are square-agnostic: nothing to check
     return y, clean
 
 
 def restore(params: dict, y, cfg: Config, *, clean=None):
-    """Restore ``y`` with the dynamic plug-and-play loop.
+    """Restore ``y`` with the (dynamic) plug-and-play loop.
 
     Args:
-      params: ``{'prior': Network, 'noise': Network (optional)}`` from
-        :func:`dynpnp_jax.load_network`.
+      params: ``{'prior': Network, 'noise': Network (optional), 'A': operator (optional)}``;
+        networks from :func:`dynpnp_jax.load_network`, operators from
+        :mod:`dynpnp_jax.operators` (e.g. ``Blur.from_kernel(k, batch)``).
       y: degraded images, float32 NHWC ``(B, H, W, C)`` in [0, 1].
       cfg: a :class:`Config` from :func:`make_config`.
-      clean: optional clean images of y's shape; adds PSNR per iteration to the trajectory.
+      clean: optional clean images (the shape of the restored images); adds PSNR per iteration
+        to the trajectory.
 
     Returns:
       ``(restored, trajectory)``: the restored images (clipped to [0, 1]) and a
       :class:`Trajectory`.
+
+    Raises:
+      ValueError / TypeError: bad input, with what was expected and the fix.
+      FloatingPointError: the result is not finite (only checked on concrete values; under an
+        outer ``jit``, check the output yourself).
+
+    Works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (e.g. over ``cfg.with_values(...)``).
     """
     y, clean = validate(params, y, cfg, clean)
-    cfg = make_config(**cfg.as_dict())  # numbers -> (T,) float32 arrays: no recompilation
-    return _restore_jit(params, y, cfg, clean)
+    cfg = cfg.normalized()
+    out, traj = _restore_jit(params, y, cfg, clean)
+    check_finite_output("restore", out)
+    return out, traj

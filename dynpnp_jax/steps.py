@@ -13,7 +13,8 @@ x-steps share one signature ``x_step(op, x, y, v, delta, mu, *, cg_iters) -> x``
 * ``cg``       -- ``cg_iters`` conjugate-gradient steps on the same normal equations, warm-started
   at the current ``x`` (the paper mentions CG in section 3.2).
 
-The prior step is ``v = prior(x)`` (Eq. 7), with the plugged network.
+The prior step is ``v = prior(x, sigma_t)`` (Eq. 7), with the plugged network (``sigma_t`` reaches
+noise-conditioned networks only).
 
 A-steps share ``a_step(op, x, v, y, g, alpha) -> op``:
 
@@ -87,9 +88,10 @@ X_STEPS = {"gradient": x_gradient, "authors": x_authors, "exact": x_exact, "fft"
 
 
 # ---------------------------------------------------------------------------------- prior
-def prior_step(net, x: Array) -> Array:
-    """``v = prior(x)`` (Eq. 7)."""
-    return net.prior(x)
+def prior_step(net, x: Array, sigma=None) -> Array:
+    """``v = prior(x)`` (Eq. 7); a noise-conditioned network (FFDNet) also gets the iteration's
+    noise level ``sigma`` (per image, [0, 1] scale), the others ignore it."""
+    return net.prior(x, sigma)
 
 
 # ---------------------------------------------------------------------------------- A-steps

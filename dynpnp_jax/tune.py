@@ -37,8 +37,7 @@ def _tune_images(limit=None):
 def tune(sigma: float, *, iters: int = 2, steps: int = 40, crop: int = 96, lr: float = 0.1,
          operator: str = "gain", seed: int = 0, init=None, verbose: bool = True) -> dict:
     """Returns the tuned ``make_config`` kwargs for ``sigma`` and the tune-set PSNRs."""
-    from . import load_network, make_config
-    from .solver import _restore_jit
+    from . import load_network, make_config, restore
 
     net = load_network(f"dncnn-s{int(sigma)}")
     cleans, proto = _tune_images()
@@ -48,8 +47,8 @@ def tune(sigma: float, *, iters: int = 2, steps: int = 40, crop: int = 96, lr: f
     base = make_config("gradient", iters=iters, operator=operator, keep_images=False)
 
     def loss_fn(th, y, clean):
-        cfg = base.replace(**{k: jnp.exp(v) for k, v in th.items()})
-        out, _ = _restore_jit({"prior": net}, y, cfg, None)
+        cfg = base.with_values(**{k: jnp.exp(v) for k, v in th.items()})
+        out, _ = restore({"prior": net}, y, cfg)
         return jnp.mean((out - clean) ** 2)
 
     grad_fn = jax.jit(jax.value_and_grad(loss_fn))
@@ -73,7 +72,6 @@ def tune(sigma: float, *, iters: int = 2, steps: int = 40, crop: int = 96, lr: f
     values = {k: [float(x) for x in np.exp(np.asarray(v))] for k, v in theta.items()}
     kwargs = {"mode": "gradient", "iters": iters, "operator": operator, **values}
     # score on the full tune images: network alone vs the tuned loop (standard protocol)
-    from . import restore
 
     def mean_psnr(cfg):
         ps = []

@@ -20,8 +20,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -50,13 +48,18 @@ class UpstreamFile:
 
 @dataclasses.dataclass(frozen=True)
 class WeightSpec:
-    """A registry entry.
+    """A registry entry: where the weights come from and what network they make, as data.
 
     Attributes:
       name: registry name (``dncnn-s25``).
       files: the upstream file(s).
       convert: ``{relpath: local Path} -> variables`` (nested dict of numpy arrays).
-      network: ``variables -> Network``.
+      module: the Flax module the variables fit.
+      kind: ``'residual'`` (the module predicts the noise) or ``'image'`` (the restored image).
+      channels: image channels the module takes.
+      multiple: height and width are padded to a multiple of this.
+      noise_input: the module takes the noise level as a second input (FFDNet).
+      receptive_field, tiling_exact: see :class:`~dynpnp_jax.networks.Network` (tiling rules).
       description, source, licence: for the weights table.
       converter_needs_torch: whether converting imports torch (running never does).
     """
@@ -64,11 +67,24 @@ class WeightSpec:
     name: str
     files: tuple[UpstreamFile, ...]
     convert: Callable[[Mapping[str, Path]], Any]
-    network: Callable[[Any], Network]
+    module: Any
+    kind: str = "residual"
+    channels: int = 1
+    multiple: int = 1
+    noise_input: bool = False
+    receptive_field: int = 0
+    tiling_exact: bool = True
     description: str = ""
     source: str = ""
     licence: str = ""
     converter_needs_torch: bool = False
+
+    def network(self, variables) -> Network:
+        """The :class:`Network` of this entry with ``variables``."""
+        return Network(module=self.module, variables=variables, kind=self.kind,
+                       channels=self.channels, multiple=self.multiple,
+                       noise_input=self.noise_input, receptive_field=self.receptive_field,
+                       tiling_exact=self.tiling_exact, name=self.name)
 
 
 REGISTRY: dict[str, WeightSpec] = {}
@@ -84,25 +100,17 @@ def register(spec: WeightSpec) -> WeightSpec:
 
 def available() -> list[str]:
     """Names that :func:`load_network` accepts."""
-    _ensure_registered()
     return sorted(REGISTRY)
 
 
 def get_spec(name: str) -> WeightSpec:
-    _ensure_registered()
     if name not in REGISTRY:
         raise ValueError(
             f"unknown network name {name!r}; expected one of {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 
-# ------------------------------------------------------------------------------- hashing
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from .download import UNKNOWN, DownloadError, download_verified, sha256_file  # noqa: E402
 
 
 def _combined_key(hashes: list[str]) -> str:
@@ -112,49 +120,12 @@ def _combined_key(hashes: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------- locating
-def _download(url: str, dest: Path, expected_sha: str, *, what: str) -> tuple[Path, str]:
-    """Download ``url`` to ``dest`` with a progress bar; verify sha256. Returns (dest, sha256)."""
-    from tqdm.auto import tqdm
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (registry URLs)
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with open(part, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                              desc=f"download {what}") as bar:
-                while block := resp.read(1 << 16):
-                    out.write(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        part.unlink(missing_ok=True)
-        raise WeightsError(
-            f"could not download {what} from {url} ({err}). Without internet, get that file "
-            f"elsewhere and pass its location with path=... (CLI: --weights PATH), or put it at "
-            f"{dest}") from err
-    got = sha256_file(part)
-    if expected_sha != UNKNOWN and got != expected_sha:
-        part.unlink(missing_ok=True)
-        raise WeightsError(
-            f"downloaded {what} from {url} but its sha256 is {got}, expected {expected_sha}: "
-            "the server returned another file; download it by hand and pass path=...")
-    if expected_sha == UNKNOWN:
-        import warnings
-
-        warnings.warn(f"{what}: no recorded sha256; downloaded file has sha256 {got} (unchecked)",
-                      stacklevel=3)
-    part.replace(dest)
-    return dest, got
-
-
 def _candidate(base: Path, f: UpstreamFile) -> Path | None:
     for cand in (base / f.relpath, base / Path(f.relpath).name):
         if cand.is_file():
             return cand
     return None
 
-
-UNKNOWN = "unknown"
 
 
 def _check(path: Path, f: UpstreamFile, spec: WeightSpec) -> str:
@@ -202,8 +173,12 @@ def locate_upstream(spec: WeightSpec, path: str | Path | None = None, *,
         if p is not None:
             hashes.append(_check(p, f, spec))
         elif download:
-            p, got = _download(f.url, paths.cache_dir() / "upstream" / f.relpath, f.sha256,
-                               what=f"{spec.name}:{f.relpath}")
+            try:
+                p, got = download_verified(f.url, paths.cache_dir() / "upstream" / f.relpath,
+                                           f.sha256, what=f"{spec.name}:{f.relpath}")
+            except DownloadError as err:
+                raise WeightsError(f"{err} Without internet, get that file elsewhere and pass "
+                                   "its location with path=... (CLI: --weights PATH)") from err
             hashes.append(got)  # already verified while downloading
         else:
             raise WeightsError(
@@ -292,19 +267,12 @@ def load_network(name: str, path: str | Path | None = None, *, download: bool = 
 
 
 # ------------------------------------------------------------------------------- entries
-_registered = False
-
-
-def _ensure_registered() -> None:
-    global _registered
-    if not _registered:
-        _registered = True
-        from .models import registry  # noqa: F401  (registers the built-in networks)
+# The entries live beside their networks in dynpnp_jax/zoo/<family>.py, which import this module
+# (a leaf: it imports no family); ``import dynpnp_jax`` imports the zoo and so fills REGISTRY.
 
 
 def weights_table() -> str:
     """The registry as a Markdown table (for README.md and weights/README.md)."""
-    _ensure_registered()
     rows = ["| name | network | upstream file(s) | sha256 | source | licence | convert needs torch |",
             "|---|---|---|---|---|---|---|"]
     for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
@@ -315,7 +283,7 @@ def weights_table() -> str:
         else:
             folder = str(Path(files[0].relpath).parent)
             where = f"`{folder}/` ({len(files)} files, [first]({files[0].url}))"
-            sha = "per file, see `dynpnp_jax/models/registry.py`"
+            sha = "per file, see `dynpnp_jax/zoo/`"
         rows.append(f"| `{spec.name}` | {spec.description} | {where} | {sha} | {spec.source} | "
                     f"{spec.licence} | {'yes' if spec.converter_needs_torch else 'no'} |")
     return "\n".join(rows)
@@ -323,7 +291,6 @@ def weights_table() -> str:
 
 def weights_files_table() -> str:
     """Every upstream file with its full sha256 and URL (for weights/README.md)."""
-    _ensure_registered()
     rows = ["| name | upstream file | sha256 | URL |", "|---|---|---|---|"]
     for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
         for f in spec.files:

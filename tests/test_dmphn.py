@@ -3,7 +3,7 @@
 The PyTorch reference below (``TorchEncoder``, ``TorchDecoder``, ``torch_dmphn_124``, ...) is
 written from the facts of upstream ``models.py`` and the test scripts (``DMPHN_1_2_4_test.py``,
 ``DMPHN_1_2_4_8_test.py``, ``SDNet4_test.py``), deliberately *without* the generic split/merge
-code of :mod:`dynpnp_jax.models.dmphn`: every patch is sliced and concatenated by hand, as the
+code of :mod:`dynpnp_jax.zoo.dmphn`: every patch is sliced and concatenated by hand, as the
 scripts do. ``bench/bench_dmphn.py`` imports it as its PyTorch baseline.
 
 Timing (2 shared CPU cores): the default run (parity on small random inputs, reference checks on
@@ -221,8 +221,8 @@ def rng():
 @needs_torch
 def test_encoder_decoder_parity(tmp_path, rng):
     import jax
-    from dynpnp_jax.convert.torch_legacy import dmphn_from_files
-    from dynpnp_jax.models.dmphn import Decoder, Encoder
+    from dynpnp_jax.zoo.dmphn import dmphn_from_files
+    from dynpnp_jax.zoo.dmphn import Decoder, Encoder
 
     mods = torch_modules(["encoder_lv1", "decoder_lv1"])
     params = dmphn_from_files(save_legacy(mods, tmp_path))["params"]
@@ -249,8 +249,8 @@ def test_hierarchy_parity(tmp_path, rng, what, size):
     stack wiring) against the hand-written reference, with random weights, converted from
     legacy .pkl files by the production converter; batch of 2."""
     import jax
-    from dynpnp_jax.convert.torch_legacy import dmphn_from_files
-    from dynpnp_jax.models.dmphn import DMPHN, StackDMPHN
+    from dynpnp_jax.zoo.dmphn import dmphn_from_files
+    from dynpnp_jax.zoo.dmphn import DMPHN, StackDMPHN
 
     if what.startswith("stack"):
         n = int(what[5:])
@@ -282,7 +282,7 @@ def test_hierarchy_parity(tmp_path, rng, what, size):
 
 def test_split_merge_roundtrip():
     import jax.numpy as jnp
-    from dynpnp_jax.models.dmphn import GRIDS, merge, split
+    from dynpnp_jax.zoo.dmphn import GRIDS, merge, split
 
     x = jnp.arange(2 * 16 * 8 * 3, dtype=jnp.float32).reshape(2, 16, 8, 3)
     for g in GRIDS:
@@ -292,7 +292,7 @@ def test_split_merge_roundtrip():
 
 
 def test_check_size_and_multiples():
-    from dynpnp_jax.models.dmphn import check_size, network_multiple, size_multiple
+    from dynpnp_jax.zoo.dmphn import check_size, network_multiple, size_multiple
 
     assert size_multiple(3) == (8, 8) and size_multiple(4) == (16, 8)
     assert network_multiple(3) == 8 and network_multiple(4) == 16
@@ -312,7 +312,7 @@ def test_check_size_and_multiples():
 # ============================================================================ converter errors
 @needs_torch
 def test_converter_errors(tmp_path):
-    from dynpnp_jax.convert.torch_legacy import dmphn_from_files, load_legacy_state_dict
+    from dynpnp_jax.zoo.dmphn import dmphn_from_files, load_checkpoint as load_legacy_state_dict
     from dynpnp_jax.weights import WeightsError
 
     files = save_legacy(torch_modules(["encoder_lv1", "decoder_lv1"]), tmp_path / "good")

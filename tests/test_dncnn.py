@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import dynpnp_jax as dp
-from dynpnp_jax.convert.torch_state import dncnn_from_state_dict
-from dynpnp_jax.models import DnCNN
+from dynpnp_jax.zoo.dncnn import dncnn_from_state_dict
+from dynpnp_jax.zoo import DnCNN
 
 from conftest import load_gray
 

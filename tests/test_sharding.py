@@ -8,7 +8,7 @@ SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, jax.numpy as jnp, numpy as np
     import dynpnp_jax as dp
-    from dynpnp_jax.models import DnCNN
+    from dynpnp_jax.zoo import DnCNN
     from dynpnp_jax.sharding import shard_batch, unshard
     assert len(jax.devices()) == 2, jax.devices()
     m = DnCNN(depth=3, channels=1, features=8)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dynpnp_jax as dp
-from dynpnp_jax.models import DnCNN
+from dynpnp_jax.zoo import DnCNN
 
 
 def tiny_net(channels=1, seed=0, name="tiny"):
@@ -123,9 +123,8 @@ def test_hyperparameters_are_differentiable(net, data):
     y, clean = data
 
     def loss(delta):
-        cfg = dp.make_config("gradient", iters=2, mu=1.0, alpha=1e-3)
-        cfg = cfg.replace(delta=jnp.stack([delta, delta]))
-        out, _ = dp.solver._restore_jit({"prior": net}, jnp.asarray(y), cfg, None)
+        cfg = dp.make_config("gradient", iters=2, mu=1.0, alpha=1e-3).with_values(delta=delta)
+        out, _ = dp.restore({"prior": net}, jnp.asarray(y), cfg)
         return jnp.mean((out - clean) ** 2)
 
     d0 = jnp.float32(0.3)
@@ -175,13 +174,20 @@ def test_gray_network_runs_per_channel(net):
 
 
 def test_tiled_network_matches_untiled(net, data):
-    """A 3-conv network sees 3 pixels around each output: tiles with a halo >= 3 are exact."""
+    """A 3-conv network sees 3 pixels around each output: the default tiling (halo = receptive
+    field) is exact, and tiles or halos smaller than the receptive field are refused."""
     y, _ = data
     y = np.tile(y, (1, 3, 2, 1))  # 48 x 48
-    tiled = net.tiled(16, overlap=12)
+    net = net.replace(receptive_field=3)
+    tiled = net.tiled(16)
+    assert (tiled.tile_halo, tiled.tile_overlap) == (3, 8)
     np.testing.assert_allclose(tiled.prior(jnp.asarray(y)), net.prior(jnp.asarray(y)), atol=1e-5)
     out_t, _ = dp.restore({"prior": tiled}, y, dp.make_config("authors", iters=2))
     out, _ = dp.restore({"prior": net}, y, dp.make_config("authors", iters=2))
     np.testing.assert_allclose(out_t, out, atol=1e-5)
     with pytest.raises(ValueError, match="tile"):
-        tiled.replace(multiple=8).tiled(12)
+        net.replace(multiple=8).tiled(12)
+    with pytest.raises(ValueError, match="tile=3 is too small"):
+        net.tiled(3)
+    with pytest.raises(ValueError, match="receptive field"):
+        net.tiled(32, halo=2)

@@ -116,3 +116,18 @@ def test_tiled_dmphn_on_gopro(shared_data, shared_upstream):
           f"untiled {p_full:.3f} dB, tiled {p_tiled:.3f} dB (change {p_tiled - p_full:+.3f} dB); "
           f"tiled vs untiled {p_between:.2f} dB")
     assert abs(p_tiled - p_full) < MAX_DB_CHANGE
+
+
+def test_dncnn_default_tiling_is_exact(dncnn_s25, shared_data):
+    """DnCNN-S sees 17 pixels: the default halo/overlap make --tile 48 exact; --tile 32 cannot
+    hold an overlap of 2 x 17 + 2 and is refused (it used to run and differ from untiled)."""
+    from conftest import load_gray
+
+    x = load_gray(shared_data / "set12" / "01.png")[None, :128, :128, None]
+    full = np.asarray(dncnn_s25.prior(jnp.asarray(x)))
+    tiled = dncnn_s25.tiled(48)
+    assert tiled.tile_halo == 17 and tiled.tile_overlap == 36
+    np.testing.assert_allclose(np.asarray(tiled.prior(jnp.asarray(x))), full, atol=2e-5)
+    for bad in (3, 32):
+        with pytest.raises(ValueError, match="too small"):
+            dncnn_s25.tiled(bad)

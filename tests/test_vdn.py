@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynpnp_jax.convert.vdn import vdn_from_file, vdn_from_state_dict, vdn_hparams
-from dynpnp_jax.models.vdn import UNet, VDN, check_size, vdn_outputs
+from dynpnp_jax.zoo.vdn import vdn_from_file, vdn_from_state_dict, vdn_hparams
+from dynpnp_jax.zoo.vdn import UNet, VDN, check_size, vdn_outputs
 from dynpnp_jax.weights import WeightsError
 
 torch = pytest.importorskip("torch")
@@ -200,7 +200,7 @@ def test_converter_rejects_wrong_state_dicts(ref, tmp_path):
 
 def test_load_network_from_user_path(ref, tmp_path, monkeypatch):
     """The released file is not available offline: load_network takes it from path=..."""
-    import dynpnp_jax.models.registry_vdn  # noqa: F401  (registers vdn-niidgauss)
+    import dynpnp_jax.zoo.vdn  # noqa: F401  (registers vdn-niidgauss)
     from dynpnp_jax.weights import load_network
 
     monkeypatch.setenv("DYNPNP_CACHE", str(tmp_path / "cache"))
@@ -224,7 +224,7 @@ def test_load_network_from_upstream_folder_unknown_hash(ref, tmp_path, monkeypat
     """No sha256 is recorded for vdn-niidgauss: a file in the upstream folder is used, warned."""
     import shutil
 
-    import dynpnp_jax.models.registry_vdn  # noqa: F401
+    import dynpnp_jax.zoo.vdn  # noqa: F401  (registers vdn-niidgauss)
     from dynpnp_jax.weights import load_network
 
     net, path, x = ref

@@ -10,8 +10,7 @@ import pytest
 
 import dynpnp_jax as dp
 from dynpnp_jax import weights
-from dynpnp_jax.networks import Network
-from dynpnp_jax.models import DnCNN
+from dynpnp_jax.zoo import DnCNN
 
 
 def _tiny_file(tmp_path: Path) -> Path:
@@ -35,9 +34,7 @@ def _convert(files):
     return {"params": params}
 
 
-def _network(variables):
-    return Network(module=DnCNN(depth=3, channels=1, features=4), variables=variables,
-                   kind="residual", channels=1, name="tiny-test")
+_TINY = DnCNN(depth=3, channels=1, features=4)
 
 
 @pytest.fixture
@@ -61,7 +58,7 @@ def server(tmp_path):
 
 def _register(url, sha, name="tiny-test"):
     spec = weights.WeightSpec(name=name, files=(weights.UpstreamFile("tiny/tiny.npz", sha, url),),
-                              convert=_convert, network=_network)
+                              convert=_convert, module=_TINY, kind="residual", channels=1)
     weights.REGISTRY[name] = spec
     return spec
 

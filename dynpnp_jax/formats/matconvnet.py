@@ -39,23 +39,3 @@ def read_simplenn(path: str | Path) -> list[dict]:
                     layer[key] = np.asarray(g[key]).ravel().tolist()
             layers.append(layer)
     return layers
-
-
-def dncnn_from_mat(path: str | Path) -> dict:
-    """Flax variables of DnCNN (``models.dncnn.DnCNN``) from a cszn/DnCNN ``.mat`` model."""
-    layers = read_simplenn(path)
-    convs = [l for l in layers if l["type"] == "conv"]
-    other = {l["type"] for l in layers} - {"conv", "relu"}
-    if other:
-        raise ValueError(f"{path}: unexpected layer types {sorted(other)} (expected folded "
-                         "batch-norm: conv and relu only)")
-    params = {}
-    for i, layer in enumerate(convs):
-        w, b = layer["weights"]
-        if w.ndim == 3:  # MATLAB drops a trailing singleton 'out' axis (1-channel last conv)
-            w = w[None]
-        if layer.get("pad", [1])[0] != 1 or layer.get("stride", [1])[0] != 1 or w.shape[2:] != (3, 3):
-            raise ValueError(f"{path}: layer {layer['name']} is not a 3x3/pad 1/stride 1 conv")
-        params[f"conv{i}"] = {"kernel": np.ascontiguousarray(w.transpose(3, 2, 1, 0)),
-                              "bias": b.reshape(-1)}
-    return {"params": params}

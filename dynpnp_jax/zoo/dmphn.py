@@ -62,7 +62,7 @@ finest level 2x4 instead of 4x2 makes it worse, 53.9 dB; the shared Encoder/Deco
 reproduce the other two models exactly).
 
 Layer names follow the PyTorch ``state_dict`` keys so that the converter
-(:mod:`dynpnp_jax.convert.torch_legacy`) is a renaming: ``layer1``, ``layer2`` (a
+(:func:`dmphn_from_files`, below) is a renaming: ``layer1``, ``layer2`` (a
 :class:`ResBlock` with ``conv0`` = torch ``layer2.0`` and ``conv1`` = torch ``layer2.2``), ...,
 ``layer16`` / ``layer20`` (transposed convs), ``layer24``; the hierarchy's sub-modules are named
 after the checkpoint files: ``encoder_lv1`` .. ``decoder_lv4`` and ``encoder_s1_lv1`` ..
@@ -316,3 +316,166 @@ class StackDMPHN(nn.Module):
                 first = out
             inp = out
         return (inp + 0.5).astype(x.dtype)
+
+
+# ============================================================================ converter
+# Each released ``*.pkl`` is the ``state_dict()`` (legacy pre-1.6 torch.save, saved from CUDA) of
+# one Encoder or Decoder. Key mapping: ``layerN.weight`` -> ``layerN/kernel``; ``layerN.0.*`` /
+# ``layerN.2.*`` (the two convs of a residual block; index 1 is the ReLU) -> ``layerN/conv0/*`` /
+# ``layerN/conv1/*``. Conv weights (out, in, kH, kW) become HWIO; the transposed convs
+# ``layer16`` / ``layer20`` have torch weights (in, out, kH, kW), which the same transpose turns
+# into (kH, kW, out, in) for ``nn.ConvTranspose(transpose_kernel=True)``.
+import re as _re  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+from typing import Mapping as _Mapping  # noqa: E402
+
+import numpy as _np  # noqa: E402
+
+from ..formats.torch import conv_kernel as _conv_kernel  # noqa: E402
+from ..formats.torch import load_state_dict as _load_state_dict  # noqa: E402
+from ..weights import UpstreamFile, WeightsError, WeightSpec, register  # noqa: E402
+
+_REPO = "https://github.com/HongguangZhang/DMPHN-cvpr19-master"
+_ENCODER_LAYERS = ("layer1", "layer2", "layer3", "layer5", "layer6", "layer7", "layer9",
+                   "layer10", "layer11")
+_DECODER_LAYERS = ("layer13", "layer14", "layer16", "layer17", "layer18", "layer20", "layer21",
+                   "layer22", "layer24")
+_SINGLE = {"layer1", "layer5", "layer9", "layer16", "layer20", "layer24"}
+
+
+def _expected_keys(kind: str) -> set[str]:
+    layers = _ENCODER_LAYERS if kind == "encoder" else _DECODER_LAYERS
+    keys = set()
+    for layer in layers:
+        for sub in ([""] if layer in _SINGLE else [".0", ".2"]):
+            keys |= {f"{layer}{sub}.weight", f"{layer}{sub}.bias"}
+    return keys
+
+
+def load_checkpoint(path) -> dict:
+    """One released DMPHN ``encoder_*.pkl`` / ``decoder_*.pkl`` state dict as numpy arrays.
+
+    Raises :class:`~dynpnp_jax.weights.WeightsError` naming the file when it is missing,
+    truncated, corrupt, or not a state dict.
+    """
+    try:
+        return _load_state_dict(path, what="a DMPHN encoder/decoder state dict (a released "
+                                "checkpoints/*.pkl file)",
+                                fix=f"download it again from {_REPO}/tree/master/checkpoints")
+    except ValueError as err:
+        raise WeightsError(str(err)) from err
+
+
+def block_params(sd: _Mapping, kind: str, *, source: str = "state dict") -> dict:
+    """Flax params of one :class:`Encoder` (``kind='encoder'``) or :class:`Decoder`
+    (``kind='decoder'``) from its torch state dict."""
+    if kind not in ("encoder", "decoder"):
+        raise ValueError(f"kind must be 'encoder' or 'decoder', got {kind!r}")
+    want, got = _expected_keys(kind), set(sd)
+    if got != want:
+        other = "decoder" if kind == "encoder" else "encoder"
+        hint = (f" (it looks like a DMPHN {other}: check the file name)"
+                if got == _expected_keys(other) else "")
+        raise WeightsError(
+            f"{source} is not a DMPHN {kind} state dict{hint}: missing keys "
+            f"{sorted(want - got)[:6]}, unexpected keys {sorted(got - want)[:6]}. Pass the "
+            f"released {kind}_*.pkl file")
+    params: dict = {}
+    for key, value in sd.items():
+        m = _re.fullmatch(r"(layer\d+)(?:\.(\d))?\.(weight|bias)", key)
+        layer, idx, what = m.group(1), m.group(2), m.group(3)
+        node = params.setdefault(layer, {})
+        if idx is not None:
+            node = node.setdefault(f"conv{0 if idx == '0' else 1}", {})
+        node["kernel" if what == "weight" else "bias"] = (
+            _conv_kernel(value, f"{source}:{key}") if what == "weight" else _np.asarray(value))
+    return params
+
+
+def dmphn_from_files(files: _Mapping) -> dict:
+    """Flax variables of a DMPHN / Stack-DMPHN from its checkpoint files.
+
+    ``files`` maps a name ending in ``<encoder|decoder>_lv<k>.pkl`` or
+    ``<encoder|decoder>_s<s>_lv<k>.pkl`` (registry relpaths or plain file names) to a local file;
+    each becomes the sub-module of the same stem (``encoder_lv1``, ``decoder_s2_lv3``, ...).
+    """
+    params = {}
+    for rel, path in files.items():
+        stem = _Path(rel).stem
+        m = _re.fullmatch(r"(encoder|decoder)(_s\d+)?_lv\d+", stem)
+        if m is None:
+            raise WeightsError(f"{rel}: not a DMPHN checkpoint name; expected "
+                               "encoder_lv<k>.pkl / decoder_s<s>_lv<k>.pkl")
+        params[stem] = block_params(load_checkpoint(path), m.group(1), source=str(path))
+    return {"params": params}
+
+
+# ============================================================================ registry
+_RAW = f"{_REPO}/raw/master/checkpoints"
+_SOURCE = ("HongguangZhang/DMPHN-cvpr19-master checkpoints/{folder} (legacy torch.save state "
+           "dicts); architecture models.py, wiring {script}")
+_LICENCE = ("no licence file in HongguangZhang/DMPHN-cvpr19-master: all rights reserved by the "
+            "authors; the weights are downloaded from the authors' repository, not redistributed")
+
+_SHA = {
+    "DMPHN_1_2_4/decoder_lv1.pkl": "923fe68db2a9fb97c45082984e4371768f8d7d27824febcdd95615c3841e9824",
+    "DMPHN_1_2_4/decoder_lv2.pkl": "d324a23f676c624f68ed20cad13d5bca5fa3281922ab20383c4c4713138233d2",
+    "DMPHN_1_2_4/decoder_lv3.pkl": "652c12753b2eb15523cfdb0f1f280d0dd258aceb3464d9da637d2b6b5b1aa5bb",
+    "DMPHN_1_2_4/encoder_lv1.pkl": "64b21c627f67382b20d472689a4766c6426d1f3b11763e73cde0cd13270064e1",
+    "DMPHN_1_2_4/encoder_lv2.pkl": "816cdef4165ef81438da0c2226491b1a820ebbc1a3c3d175f56338111da7546d",
+    "DMPHN_1_2_4/encoder_lv3.pkl": "898f79b659fd4a4ea1b098d186d42345e6d5fd12ad1ea22eb785c3484f93aab2",
+    "DMPHN_1_2_4_8/decoder_lv1.pkl": "387a0ee8dd945052d069cdce6e6322ec9c93173896a28a72ac2be211bb0a78b2",
+    "DMPHN_1_2_4_8/decoder_lv2.pkl": "9ec171ef8513eb85598af0c150904dee1aafe2674416a1878a3f093752721c08",
+    "DMPHN_1_2_4_8/decoder_lv3.pkl": "aff3d672b9c81bc9067fe8e111f1901d9e78269fdb103c3f56d7690bec1aa740",
+    "DMPHN_1_2_4_8/decoder_lv4.pkl": "5f88c7117f902ce7087ba18fc2b4ec395680d2ad2e6ddc0931284c8e4f1c25e5",
+    "DMPHN_1_2_4_8/encoder_lv1.pkl": "938651e29071b661d59909b68d1772d590c3a7a7191cebee22b521dd78af84c0",
+    "DMPHN_1_2_4_8/encoder_lv2.pkl": "1357fd72cec9da556864bf3d1156879d154f40efb1b806547b713c4bf3877fa2",
+    "DMPHN_1_2_4_8/encoder_lv3.pkl": "c9864598889dca34503211e94978e056135d6ad9e8b7e297bf076665997a55ef",
+    "DMPHN_1_2_4_8/encoder_lv4.pkl": "01de21b48fc6b216c737acb3fe854ed085f68d93b498f7f0862872606e99f632",
+    "SDNet4/decoder_s1_lv1.pkl": "742090cc26b80cb7e490632bc2a39a8a307d80bf4a1238d70d719d9b23a215f2",
+    "SDNet4/decoder_s1_lv2.pkl": "6b54f3a75747d78446457943f5d315ba265950d86454e0056dba9a83bce97556",
+    "SDNet4/decoder_s1_lv3.pkl": "d016d669a015edf6242e089082d1c55b885c53daba4b85118539dc741f2860e0",
+    "SDNet4/decoder_s2_lv1.pkl": "f41d84bb03d5ddee44c9e31d073d499c10892ebd2d3e50c14a4651556f2b890b",
+    "SDNet4/decoder_s2_lv2.pkl": "987694789a7c7de31835c9e60a32eb26d369d0036520a4d718710982d9ef4331",
+    "SDNet4/decoder_s2_lv3.pkl": "2d5f8419144d4fb4c32350e400a1c2daa94025109b45c56f1331a534606bd433",
+    "SDNet4/decoder_s3_lv1.pkl": "d1266e04a2a4e591e8cfa9975c054748eb2b0b9a059ffcc980882b3b803380cc",
+    "SDNet4/decoder_s3_lv2.pkl": "27c8d2d1dd45973fffda2b14c5143549b08e11b822535acd9530414e5e52a576",
+    "SDNet4/decoder_s3_lv3.pkl": "6c49f544d97bf4c2a9842e29605ec033b8409405be36956df350b2480aef9466",
+    "SDNet4/decoder_s4_lv1.pkl": "3c80b9565eb568ef799637c2e3e20cb6f4da063ad121da9ebdf77a9cd97aced5",
+    "SDNet4/decoder_s4_lv2.pkl": "a314cefb4f78803305cca94a5771c6ac61b826cdefbb52d9f2a7cb729e5297d8",
+    "SDNet4/decoder_s4_lv3.pkl": "0686bb91604e93325da35ce324936b40e2e23524549f02bf76f9613e87b21117",
+    "SDNet4/encoder_s1_lv1.pkl": "276842e365a2497ad4ad9861d55596490843c96dff5b0d6b629d1d01f20aa2d8",
+    "SDNet4/encoder_s1_lv2.pkl": "cffbbdd5856970bde6c26c8867344074edb535844f45ec71c64ec2c7c65d5841",
+    "SDNet4/encoder_s1_lv3.pkl": "985ec1ec43b6796aec17e9bcccf273a9ab16cece2db08df862edc103f56f0674",
+    "SDNet4/encoder_s2_lv1.pkl": "548ba90ba30e9652ae6ec690ed0c381a185f1f1e0c1f1f72e0dbf635b1910955",
+    "SDNet4/encoder_s2_lv2.pkl": "61aa3debb355872da328b22d3827ad2d81bd4baeb4b5deb90aefa01069913e36",
+    "SDNet4/encoder_s2_lv3.pkl": "8ba77263cfee954fc43d9f056f5bc682ae935d2b01e9cdebf6451f156bb83cbe",
+    "SDNet4/encoder_s3_lv1.pkl": "1bcf967ed2d504ed7f7575acafeaca8e817a831d00731a83d0694240760cf052",
+    "SDNet4/encoder_s3_lv2.pkl": "84ac41f13ae51914dfd4e27de5431484b4641340a9bd95fe4cf46afa6f38fa6d",
+    "SDNet4/encoder_s3_lv3.pkl": "58ba75c47591ceed26bf15a91a9be4a336e0d43c0e0c5a07fa777fe5a47f19a0",
+    "SDNet4/encoder_s4_lv1.pkl": "c99b84bd6ba701417bafd7e4307525930847eb9a78f9e3eb820514cc6589708b",
+    "SDNet4/encoder_s4_lv2.pkl": "4ae847b3d116b60d2e02129df57252a1d31751ec359fc498f24ef481eda49fa4",
+    "SDNet4/encoder_s4_lv3.pkl": "9cef6d621cdb977a622bbc8813ef4b7a038761975800bf3422ec11cd6a6e41ad",
+}
+
+
+def _files(folder: str) -> tuple[UpstreamFile, ...]:
+    return tuple(UpstreamFile(f"dmphn/{rel}", sha, f"{_RAW}/{rel}")
+                 for rel, sha in sorted(_SHA.items()) if rel.startswith(folder + "/"))
+
+
+for _name, _folder, _script, _module, _levels, _desc in (
+        ("dmphn-1-2-4", "DMPHN_1_2_4", "DMPHN_1_2_4_test.py", DMPHN(levels=3), 3,
+         "DMPHN 1-2-4 deblurring (GoPro), colour, image in [0, 1] -> deblurred image; sizes "
+         "padded to a multiple of 8"),
+        ("dmphn-1-2-4-8", "DMPHN_1_2_4_8", "DMPHN_1_2_4_8_test.py", DMPHN(levels=4), 4,
+         "DMPHN 1-2-4-8 deblurring (GoPro), colour; sizes padded to a multiple of 16"),
+        ("stack4-dmphn", "SDNet4", "SDNet4_test.py", StackDMPHN(stacks=4), 3,
+         "Stack(4)-DMPHN (SDNet4: 4 stacks of 1-2-4) deblurring (GoPro), colour; sizes padded to "
+         "a multiple of 8")):
+    register(WeightSpec(
+        name=_name, files=_files(_folder), convert=dmphn_from_files, module=_module,
+        kind="image", channels=3, multiple=network_multiple(_levels), description=_desc,
+        receptive_field=32, tiling_exact=False,  # effective: patches depend on the whole image
+        source=_SOURCE.format(folder=_folder, script=_script), licence=_LICENCE,
+        converter_needs_torch=True))

@@ -34,7 +34,7 @@ fidelity when :class:`UNet` is used on its own.
 
 Departures from upstream, all numerically neutral: NHWC layout; PyTorch's
 ``ConvTranspose2d`` weight ``(in, out, kH, kW)`` is stored as ``(kH, kW, out, in)`` for
-``nn.ConvTranspose(transpose_kernel=True)`` (lax flips it; see :mod:`dynpnp_jax.convert.vdn`).
+``nn.ConvTranspose(transpose_kernel=True)`` (lax flips it; see the converter below).
 
 Layer names (what the converter targets; torch key -> Flax path)::
 
@@ -269,3 +269,158 @@ def vdn_outputs(net, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
     phi_z, phi_sigma = net.module.apply(net.variables, x, method=VDN.outputs)
     return phi_z[:, :h, :w, :], phi_sigma[:, :h, :w, :]
+
+
+# ============================================================================ converter
+# zsyOAOA/VDNet ``model_state/model_state_*`` -> Flax variables.
+# VDN checkpoints (zsyOAOA/VDNet ``model_state/model_state_*``) -> Flax variables.
+#
+# The released files are ``torch.save(net.state_dict())`` of an ``nn.DataParallel(VDN(3))``, so every
+# key starts with ``module.`` (stripped here). Key mapping (see :mod:`dynpnp_jax.models.vdn`)::
+#
+#     DNet.down_path.{i}.block.{0,2}.*           -> DNet/down{i}/conv{0,1}/*
+#     DNet.up_path.{j}.up.*                      -> DNet/up{j}/up/*
+#     DNet.up_path.{j}.conv_block.block.{0,2}.*  -> DNet/up{j}/block/conv{0,1}/*
+#     DNet.last.*                                -> DNet/last/*
+#     SNet.conv1.*                               -> SNet/conv0/*
+#     SNet.mid_layer.{2k}.*                      -> SNet/conv{k+1}/*
+#     SNet.conv_last.*                           -> SNet/conv{n_mid+1}/*
+#
+# Conv weights ``(out, in, kH, kW)`` become HWIO. The transposed convs ``ConvTranspose2d`` have
+# torch weights ``(in, out, kH, kW)``; Flax ``nn.ConvTranspose(transpose_kernel=True)`` takes the
+# kernel of the *forward* conv whose gradient it is, ``(kH, kW, out, in)`` in HWIO terms, and flips
+# it spatially itself, so the same ``transpose(2, 3, 1, 0)`` as a conv applies, with no flip
+# (checked against PyTorch in ``tests/test_vdn.py``). Reading needs torch; running does not.
+import re as _re  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+from typing import Mapping as _Mapping  # noqa: E402
+
+import numpy as _np  # noqa: E402
+
+from ..formats.torch import conv_kernel as _conv_kernel  # noqa: E402
+from ..formats.torch import load_state_dict as _torch_load  # noqa: E402
+from ..weights import UNKNOWN, UpstreamFile, WeightsError, WeightSpec, register  # noqa: E402
+
+
+def _load_state_dict(path):
+    return _torch_load(path, what="a VDN checkpoint such as model_state_niidgauss",
+                       fix=f"download it from {_URL}")
+
+
+_URL = "https://github.com/zsyOAOA/VDNet/tree/master/model_state"
+
+
+def _strip(sd: _Mapping[str, _np.ndarray]) -> dict[str, _np.ndarray]:
+    return {(k[len("module."):] if k.startswith("module.") else k): _np.asarray(v, _np.float32)
+            for k, v in sd.items()}
+
+
+def _indices(sd, pattern: str) -> list[int]:
+    return sorted({int(m.group(1)) for k in sd if (m := _re.fullmatch(pattern, k))})
+
+
+def vdn_hparams(sd: _Mapping[str, _np.ndarray]) -> dict:
+    """``VDN(**hparams)`` fitting state dict ``sd``: channels, features, depth_u, depth_s,
+    snet_features (read from the weight shapes)."""
+    sd = _strip(sd)
+    downs = _indices(sd, r"DNet\.down_path\.(\d+)\.block\.0\.weight")
+    mids = _indices(sd, r"SNet\.mid_layer\.(\d+)\.weight")
+    if not downs or "SNet.conv1.weight" not in sd:
+        raise ValueError("no 'DNet.down_path.N.block.0.weight' / 'SNet.conv1.weight' keys: not a "
+                         "VDN (zsyOAOA/VDNet) state dict")
+    w0 = sd["DNet.down_path.0.block.0.weight"]
+    return {"channels": int(w0.shape[1]), "features": int(w0.shape[0]),
+            "depth_u": len(downs), "depth_s": len(mids) + 2,
+            "snet_features": int(sd["SNet.conv1.weight"].shape[0])}
+
+
+def _conv(sd: dict, key: str, used: set) -> dict:
+    w, b = sd.get(f"{key}.weight"), sd.get(f"{key}.bias")
+    if w is None or b is None:
+        raise ValueError(f"VDN state dict lacks {key}.weight / {key}.bias")
+    if w.ndim != 4:
+        raise ValueError(f"{key}.weight has shape {w.shape}, expected a 4-D conv weight")
+    used.update({f"{key}.weight", f"{key}.bias"})
+    return {"kernel": _conv_kernel(w), "bias": b}
+
+
+def vdn_from_state_dict(sd: _Mapping[str, _np.ndarray]) -> dict:
+    """Flax :class:`~dynpnp_jax.models.vdn.VDN` variables from a VDNet state dict.
+
+    Accepts keys with or without the ``module.`` prefix of ``nn.DataParallel``. Raises
+    ``ValueError`` on missing or unexpected keys.
+    """
+    sd = _strip(sd)
+    hp = vdn_hparams(sd)
+    used: set[str] = set()
+    depth = hp["depth_u"]
+    dnet: dict = {}
+    for i in range(depth):
+        dnet[f"down{i}"] = {f"conv{c}": _conv(sd, f"DNet.down_path.{i}.block.{2 * c}", used)
+                            for c in range(2)}
+    for j in range(depth - 1):
+        pre = f"DNet.up_path.{j}"
+        dnet[f"up{j}"] = {
+            # ConvTranspose2d (in, out, kH, kW) -> (kH, kW, out, in): transpose_kernel=True layout
+            "up": _conv(sd, f"{pre}.up", used),
+            "block": {f"conv{c}": _conv(sd, f"{pre}.conv_block.block.{2 * c}", used)
+                      for c in range(2)},
+        }
+    dnet["last"] = _conv(sd, "DNet.last", used)
+
+    mids = _indices(sd, r"SNet\.mid_layer\.(\d+)\.weight")
+    if mids != list(range(0, 2 * len(mids), 2)):
+        raise ValueError(f"SNet.mid_layer conv indices {mids} are not 0, 2, 4, ...")
+    snet = {"conv0": _conv(sd, "SNet.conv1", used)}
+    for k, m in enumerate(mids):
+        snet[f"conv{k + 1}"] = _conv(sd, f"SNet.mid_layer.{m}", used)
+    snet[f"conv{len(mids) + 1}"] = _conv(sd, "SNet.conv_last", used)
+
+    extra = sorted(set(sd) - used)
+    if extra:
+        raise ValueError(f"unexpected keys in VDN state dict: {extra[:8]}"
+                         f"{' ...' if len(extra) > 8 else ''}")
+    return {"params": {"DNet": dnet, "SNet": snet}}
+
+
+def vdn_from_file(path: str | _Path) -> dict:
+    """Flax VDN variables from a VDNet checkpoint file (e.g. ``model_state_niidgauss``).
+
+    Raises :class:`~dynpnp_jax.weights.WeightsError` naming the file when it cannot be read or is
+    not a VDN state dict.
+    """
+    path = _Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"VDN checkpoint {path} does not exist; pass the released "
+                           f"model_state_niidgauss (from {_URL}) or your own VDN state dict")
+    try:
+        sd = _load_state_dict(path)
+    except ValueError as err:  # formats.torch.FormatError: truncated, corrupt, not a torch file
+        raise WeightsError(str(err)) from err
+    try:
+        return vdn_from_state_dict(sd)
+    except ValueError as err:
+        raise WeightsError(f"{path} is not a VDN state dict: {err}") from err
+
+
+# ============================================================================ registry
+# The released checkpoint is not in the offline mirror (over its size limit), so its sha256 is not
+# recorded: ``sha256=UNKNOWN`` means the file is accepted as found (with a warning) and cached
+# under its own hash (see dynpnp_jax.weights). Record the hash here once someone has the file.
+register(WeightSpec(
+    name="vdn-niidgauss",
+    files=(UpstreamFile("vdn/model_state_niidgauss", UNKNOWN,
+                        "https://github.com/zsyOAOA/VDNet/raw/master/model_state/"
+                        "model_state_niidgauss"),),
+    convert=lambda files: vdn_from_file(next(iter(files.values()))),
+    module=VDN(channels=3), kind="residual", channels=3, multiple=size_multiple(4),
+    receptive_field=32, tiling_exact=False,  # effective: a depth-4 U-Net sees far
+    description="VDN (DNet U-Net depth 4 + SNet 5 convs), colour, blind denoiser trained on "
+                "simulated non-i.i.d. Gaussian noise; the paper's denoising prior: "
+                "prior(x) = x - DNet(x)[:3]; sizes padded to a multiple of 8",
+    source="zsyOAOA/VDNet model_state/model_state_niidgauss (torch state dict of "
+           "nn.DataParallel(VDN(3))); architecture networks/VDN.py, UNet.py, DnCNN.py",
+    licence="no licence file in zsyOAOA/VDNet (checked at 599c153, 2021-06-29): all rights "
+            "reserved by the authors; the weights are downloaded from the authors' repository, "
+            "not redistributed",
+    converter_needs_torch=True))

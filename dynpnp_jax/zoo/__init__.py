@@ -1,0 +1,12 @@
+"""The network families, one module each: the Flax module, its converter and its registry
+entries side by side (:mod:`.dncnn`, :mod:`.dmphn`, :mod:`.vdn`, :mod:`.ffdnet`).
+
+Importing this package registers every entry in :data:`dynpnp_jax.weights.REGISTRY`
+(``import dynpnp_jax`` does it).
+"""
+from . import dmphn, dncnn, vdn  # noqa: F401  (registers the entries)
+from .dmphn import DMPHN, StackDMPHN
+from .dncnn import DnCNN
+from .vdn import VDN
+
+__all__ = ["DMPHN", "DnCNN", "StackDMPHN", "VDN"]
