@@ -66,6 +66,7 @@ def deblur_config(dataset: str, *, published: dict | None = None, published_note
         "prior": "dmphn-1-2-4",
         "noise": "dncnn-b-color",
         "methods": {
+            "input": {"mode": "input"},  # the blurred frame itself, for reference
             "prior": {"mode": "prior"},
             "static": {"mode": "static", "iters": 2},
             "authors": {"mode": "authors", "iters": 2, "mu": 0.1, "delta": 0.001, "alpha": 1e-5},

@@ -151,44 +151,85 @@ def _channels_rule(examples: list[dict], channels: int) -> tuple[list[dict], dic
     return out, dict(counts)
 
 
+def _params_key(extra: dict):
+    """Problems whose extra solver params have one structure (and leaf shapes) batch together."""
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten(extra)
+    return treedef, tuple(np.shape(leaf) for leaf in leaves)
+
+
+def _stack_params(extras: list[dict]) -> dict:
+    """Per-image extra params (each with a leading batch axis of 1) as one batch."""
+    import jax
+
+    if not extras[0]:
+        return {}
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                                  *extras)
+
+
+def _restore_chunk(dp, params, problems, chunk, cfg, rot):
+    """(outputs, curves, errors) of one batch; a non-finite batch is rerun image by image, so
+    only the images that diverge fail (``restore`` raises FloatingPointError for them)."""
+    from .sharding import shard_batch, unshard
+    from .validation import to_landscape
+
+    y = np.stack([to_landscape(problems[i].y, rot) for i in chunk]).astype(np.float32)
+    has_clean = all(problems[i].clean is not None for i in chunk)
+    clean = (np.stack([to_landscape(problems[i].clean, rot) for i in chunk]).astype(np.float32)
+             if has_clean else None)
+    extra = _stack_params([problems[i].params_extra for i in chunk])
+    try:
+        ys, pad = shard_batch(y)
+        cs = shard_batch(clean)[0] if clean is not None else None
+        out, traj = dp.restore({**params, **extra}, ys, cfg, clean=cs)
+    except FloatingPointError as err:
+        if len(chunk) == 1:
+            return [None], [None], [str(err)]
+        outs, curves, errors = [], [], []
+        for i in chunk:
+            o, c, e = _restore_chunk(dp, params, problems, [i], cfg, rot)
+            outs += o
+            curves += c
+            errors += e
+        return outs, curves, errors
+    out = unshard(out, pad)
+    psnr = (unshard(np.swapaxes(np.asarray(traj.psnr), 0, 1), pad)
+            if traj.psnr is not None else None)
+    return ([to_landscape(o, rot, inverse=True) for o in out],
+            [p.tolist() for p in psnr] if psnr is not None else [None] * len(chunk),
+            [None] * len(chunk))
+
+
 def _run_method(params: dict, problems: list, kw: dict, batch: int, desc: str):
-    """Outputs (float32 HWC) and per-iteration PSNR curves of one method on ``problems``."""
+    """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
+    errors of one method on ``problems``."""
     if kw["mode"] in BASELINE_MODES:
-        return [p.y for p in problems], [None] * len(problems)
+        n = len(problems)
+        return [p.y for p in problems], [None] * n, [None] * n
     import dynpnp_jax as dp
     from tqdm.auto import tqdm
 
-    from .data.protocols import from_landscape, needs_landscape, to_landscape
-    from .sharding import shard_batch, unshard
+    from .validation import needs_landscape
 
     cfg = dp.make_config(**kw)
-    rotate = needs_landscape(kw)
     groups = defaultdict(list)
     for i, p in enumerate(problems):
-        y, rot = to_landscape(p.y) if rotate else (p.y, False)
-        groups[(y.shape, rot, id(p.params_extra))].append(i)
-    outputs, curves = [None] * len(problems), [None] * len(problems)
-    with tqdm(total=len(problems), desc=desc, leave=False) as bar:
+        rot = needs_landscape(p.y.shape, mode=cfg.mode, a_step=cfg.a_step)
+        shape = p.y.shape[1::-1] + p.y.shape[2:] if rot else p.y.shape
+        groups[(shape, rot, _params_key(p.params_extra))].append(i)
+    n = len(problems)
+    outputs, curves, errors = [None] * n, [None] * n, [None] * n
+    with tqdm(total=n, desc=desc, leave=False) as bar:
         for (_, rot, _), idx in groups.items():
             for s in range(0, len(idx), batch):
                 chunk = idx[s:s + batch]
-                prep = (lambda a: to_landscape(a)[0]) if rot else (lambda a: a)
-                y = np.stack([prep(problems[i].y) for i in chunk]).astype(np.float32)
-                has_clean = all(problems[i].clean is not None for i in chunk)
-                clean = (np.stack([prep(problems[i].clean) for i in chunk]).astype(np.float32)
-                         if has_clean else None)
-                ys, pad = shard_batch(y)
-                cs = shard_batch(clean)[0] if clean is not None else None
-                out, traj = dp.restore({**params, **problems[chunk[0]].params_extra}, ys, cfg,
-                                       clean=cs)
-                out = unshard(out, pad)
-                psnr = (unshard(np.swapaxes(np.asarray(traj.psnr), 0, 1), pad)
-                        if traj.psnr is not None else None)
+                outs, crvs, errs = _restore_chunk(dp, params, problems, chunk, cfg, rot)
                 for j, i in enumerate(chunk):
-                    outputs[i] = from_landscape(out[j], rot)
-                    curves[i] = psnr[j].tolist() if psnr is not None else None
+                    outputs[i], curves[i], errors[i] = outs[j], crvs[j], errs[j]
                 bar.update(len(chunk))
-    return outputs, curves
+    return outputs, curves, errors
 
 
 def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
@@ -197,8 +238,10 @@ def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
 
     t_all = time.time()
     examples = _load_examples(exp)
-    nets = _load_networks(exp)
-    channels = {nets[(p, exp.weights)].channels for p, _ in exp.networks.values()}
+    solver_used = any(kw["mode"] not in BASELINE_MODES
+                      for per in exp.methods.values() for kw in per.values())
+    nets = _load_networks(exp) if solver_used else {}
+    channels = {nets[(p, exp.weights)].channels for p, _ in exp.networks.values()} if nets else ()
     conversions = {}
     if len(channels) == 1:
         examples, conversions = _channels_rule(examples, channels.pop())
@@ -208,8 +251,8 @@ def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
     for cond in exp.conditions:
         ckey = exp.key(cond)
         prior, noise = exp.networks[ckey]
-        params = {"prior": nets[(prior, exp.weights)]}
-        if noise:
+        params = {"prior": nets[(prior, exp.weights)]} if nets else {}
+        if noise and nets:
             params["noise"] = nets[(noise, None)]
         problems = []
         for ex in examples:
@@ -221,14 +264,16 @@ def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
             kw = per_cond[ckey]
             t0 = time.time()
             try:
-                outs, curves = _run_method(params, problems, kw, exp.batch,
-                                           desc=f"{method} {proto.condition_label(cond)}")
+                outs, curves, errors = _run_method(params, problems, kw, exp.batch,
+                                                   desc=f"{method} {proto.condition_label(cond)}")
             except ValueError as err:  # restore's input checks (sizes, channels)
                 raise RunError(f"method {method!r} ({proto.condition_label(cond)}): {err}") from err
             elapsed = time.time() - t0
             per_image = {}
-            for prob, out, curve in zip(problems, outs, curves):
+            for prob, out, curve, error in zip(problems, outs, curves, errors):
                 try:
+                    if error is not None:
+                        raise data.NonFiniteOutput(error)
                     scores = proto.evaluate(out, prob.meta)
                     status = "ok" if scores is not None else "no reference"
                 except data.NonFiniteOutput as err:
@@ -240,7 +285,7 @@ def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
                                         "psnr_per_iter": curve, "status": status}
                 rows.append([method, ckey, prob.name, per_image[prob.name]["psnr"],
                              per_image[prob.name]["ssim"], status])
-                if exp.save_images and status != "non-finite":
+                if exp.save_images and out is not None and status != "non-finite":
                     report.save_png(out_dir / "images" / method /
                                     f"{report.safe_name(prob.name)}_{report.safe_name(ckey)}.png",
                                     out)
@@ -350,8 +395,9 @@ def main(argv=None) -> int:
     print(f"\nwrote {exp.out}/ ({', '.join(report.FILES)})")
     if n_failed:
         for f in results["failures"]:
-            print(f"error: {f['method']} {f['condition']} image {f['image']}: {f['error']}",
-                  file=sys.stderr)
+            label = results["condition_labels"].get(f["condition"], f["condition"])
+            print(f"error: method {f['method']!r}, {label}, image {f['image']!r} not scored: "
+                  f"{f['error']}", file=sys.stderr)
         raise SystemExit(f"error: {n_failed} restored image(s) were not finite and were not "
                          f"scored (see 'failures' in {exp.out}/results.json)")
     return 0

@@ -111,7 +111,8 @@ def check_config(cfg, where: str) -> dict:
                  + "; optional: " + ", ".join(k for k in CONFIG_KEYS if k not in REQUIRED_KEYS))
     if not isinstance(cfg, dict):
         raise UsageError(f"{where}: get_config() must return a dict, got "
-                         f"{type(cfg).__name__}. A config contains: {keys_help}.")
+                         f"{type(cfg).__name__}. A config contains {keys_help}. Fix: return "
+                         f"a dict (see configs/denoise_set12.py).")
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise UsageError(f"{where}: get_config() lacks {missing}; got keys {sorted(cfg)}. A "
@@ -124,19 +125,21 @@ def check_config(cfg, where: str) -> dict:
     methods = cfg["methods"]
     if not isinstance(methods, dict) or not methods:
         raise UsageError(f"{where}: 'methods' must be a non-empty dict {{name: make_config "
-                         f"keyword arguments}}, got {methods!r}.")
+                         f"keyword arguments}}, got {methods!r}. Fix: e.g. {{'prior': "
+                         f"{{'mode': 'prior'}}}}.")
     for name, spec in methods.items():
         ok = isinstance(spec, dict) and ("mode" in spec or (spec and all(
             isinstance(v, dict) and "mode" in v for v in spec.values())))
         if not ok:
             raise UsageError(f"{where}: method {name!r} must be a dict with 'mode' (e.g. "
                              f"{{'mode': 'authors', 'iters': 2}}) or {{sigma: such a dict}}, "
-                             f"got {spec!r}.")
+                             f"got {spec!r}. Fix: add the 'mode'.")
     if not isinstance(cfg["prior"], str) or not cfg["prior"]:
-        raise UsageError(f"{where}: 'prior' must be a registry name (str), got {cfg['prior']!r}.")
+        raise UsageError(f"{where}: 'prior' must be a registry name (str), got {cfg['prior']!r}. "
+                         f"Fix: e.g. 'dncnn-s{{sigma}}'.")
     batch = cfg.get("batch", 8)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise UsageError(f"{where}: 'batch' must be a positive int, got {batch!r}.")
+        raise UsageError(f"{where}: 'batch' must be a positive int, got {batch!r}. Fix: e.g. 8.")
     return cfg
 
 
@@ -286,7 +289,9 @@ def resolve(args) -> Experiment:
                                                            else "standard")
     if proto_name not in data.PROTOCOLS:
         raise UsageError(f"--protocol: unknown protocol {proto_name!r}; expected one of "
-                         f"{', '.join(data.PROTOCOLS)}.")
+                         f"{', '.join(data.PROTOCOLS)}. Fix: 'standard' for published-table "
+                         f"numbers, 'authors' for the paper's notebooks, 'gopro' for blur/sharp "
+                         f"pairs.")
     protocol = data.get_protocol(proto_name)
     if protocol.paired != source.paired:
         fits = data.protocols.protocols_for(source.paired)

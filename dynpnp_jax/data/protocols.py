@@ -39,7 +39,8 @@ The denoising protocols also expose their four steps, for notebooks and tuning::
 ``authors`` (section 1: the paper's notebooks, WillDreamer/SND), with their noise seeded:
   * prepare: centre crop both sides to multiples of 32 (their ``crop_image(img, d=32)``:
     ``new = size - size % 32``, bbox from ``(size - new) // 2``); portrait images are turned
-    landscape by :func:`to_landscape` (90 degrees counter-clockwise, PIL ``ROTATE_90``); gray
+    landscape by the library's one rule (``validation.to_landscape``: 90 degrees
+    counter-clockwise, PIL ``ROTATE_90``); gray
     images become 3 identical channels (they read them with ``convert('RGB')``). The reference
     is the cropped/rotated clean image as float32 (1 channel for gray images).
   * degrade: ``clip(x + N(0, sigma/255), 0, 1)``, float32, drawn independently for each of the
@@ -64,8 +65,9 @@ The denoising protocols also expose their four steps, for notebooks and tuning::
 RGB) at ``data_range=255`` on the full frame. Frames without a sharp twin are restored and not
 scored (``evaluate`` returns None). DMPHN's released outputs were truncated, not rounded.
 
-The authors' landscape rule (their row-mix A needs W >= H) has one owner: :func:`to_landscape`
-/ :func:`from_landscape`, with :func:`needs_landscape` saying which solver settings need it.
+The authors' landscape rule (their row-mix A needs W >= H: portrait images are rotated by 90
+degrees counter-clockwise) has one owner, ``dynpnp_jax.validation.needs_landscape`` /
+``to_landscape``; the ``authors`` protocol and the evaluation CLI both call it.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ import numpy as np
 
 __all__ = ["Protocol", "Problem", "NonFiniteOutput", "Standard", "Authors", "Gopro",
            "PROTOCOLS", "get_protocol", "crop_to_multiple", "authors_seed",
-           "AUTHORS_SSIM_DATA_RANGE", "to_landscape", "from_landscape", "needs_landscape"]
+           "AUTHORS_SSIM_DATA_RANGE"]
 
 AUTHORS_SSIM_DATA_RANGE = 2.0  # old skimage dtype_range[float] = (-1, 1)
 
@@ -105,32 +107,6 @@ class Problem(NamedTuple):
     clean: np.ndarray | None
     meta: dict
     params_extra: dict = {}
-
-
-# ------------------------------------------------------------------------------ the landscape rule
-def to_landscape(img: np.ndarray, axes: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, bool]:
-    """The authors' rule for their row-mix A (which needs width >= height): a portrait image
-    (H > W along ``axes``) is rotated by 90 degrees counter-clockwise (``np.rot90(k=1)`` = PIL
-    ``transpose(ROTATE_90)``); square and landscape images are returned as they are.
-
-    Returns ``(image, rotated)``; :func:`from_landscape` undoes it.
-    """
-    h, w = img.shape[axes[0]], img.shape[axes[1]]
-    if h > w:
-        return np.rot90(img, k=1, axes=axes), True
-    return img, False
-
-
-def from_landscape(img: np.ndarray, rotated: bool, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """Undoes :func:`to_landscape` (a no-op when ``rotated`` is False)."""
-    return np.rot90(img, k=-1, axes=axes) if rotated else img
-
-
-def needs_landscape(method_kwargs: dict) -> bool:
-    """Whether a solver setting (``make_config`` keyword arguments) uses the authors' row-mix
-    A-step, which needs W >= H: then portrait images are rotated by :func:`to_landscape` before
-    the solver and back after it."""
-    return method_kwargs.get("mode") == "authors" or method_kwargs.get("a_step") == "authors"
 
 
 # ------------------------------------------------------------------------------ checks
@@ -196,8 +172,8 @@ def _dedupe(values: Sequence) -> tuple[list, list]:
 def _example_key(example: dict, key: str, proto: str, task: str):
     if not isinstance(example, dict) or key not in example:
         keys = sorted(example) if isinstance(example, dict) else type(example).__name__
-        other = ("a clean-image protocol ('standard' or 'authors')" if key == "image"
-                 else "a paired protocol ('gopro')")
+        other = ("a paired protocol ('gopro')" if key == "image"
+                 else "a clean-image protocol ('standard' or 'authors')")
         raise ValueError(f"protocol {proto!r} ({task}) needs examples with {key!r}, got {keys}. "
                          f"Fix: load a dataset of that kind, or use {other} for this one.")
     return example[key]
@@ -376,7 +352,10 @@ class Authors(_Denoising):
         img = _check_uint8("clean_uint8", clean_uint8)
         orig_shape = img.shape
         img, offset = crop_to_multiple(img, self.multiple)
-        img, rotated = to_landscape(img)
+        from ..validation import needs_landscape, to_landscape
+
+        rotated = needs_landscape(img.shape, mode="authors")  # their row-mix A: W >= H
+        img = to_landscape(img, rotated)
         gray = img.shape[-1] == 1
         ref = np.ascontiguousarray(img).astype(np.float32) / 255.0  # their pil_to_np
         x = np.repeat(ref, 3, axis=-1) if gray else ref
