@@ -6,24 +6,9 @@
 colour blind DnCNN (``GD_Color_Blind.mat``) as noise estimator g. Offline, only frame 000001 of
 the 20 shared frames has its sharp ground truth, so the PSNR/SSIM rows are one frame.
 """
-from dynpnp_jax.configs.common import TABLE2
+from dynpnp_jax.configs.common import TABLE2, deblur_config
 
 
 def get_config() -> dict:
-    return {
-        "task": "deblur",
-        "dataset": "gopro",
-        "protocol": "gopro",
-        "sigmas": [0],
-        "prior": "dmphn-1-2-4",
-        "noise": "dncnn-b-color",
-        "methods": {
-            "prior": {"mode": "prior"},
-            "static": {"mode": "static", "iters": 2},
-            "authors": {"mode": "authors", "iters": 2, "mu": 0.1, "delta": 0.001, "alpha": 1e-5},
-            # untuned (no GoPro training frames offline to tune on; test frames are off limits)
-            "gradient": {"mode": "gradient", "iters": 2, "delta": 0.1, "mu": 1.0, "alpha": 1e-3},
-        },
-        "published": TABLE2,
-        "batch": 1,  # one 1280x720 frame per restore call keeps peak memory low
-    }
+    return deblur_config("gopro", published=TABLE2,
+                         published_note="paper Table 2: the whole GoPro test set, 1111 frames")

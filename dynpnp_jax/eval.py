@@ -2,23 +2,30 @@
 
     python -m dynpnp_jax.eval --dataset set12                      # sigma 25, all methods
     python -m dynpnp_jax.eval --dataset bsd68 --sigma 15 25 50
-    python -m dynpnp_jax.eval --dataset folder --data-dir my_pngs --sigma 25
+    python -m dynpnp_jax.eval --dataset folder --data-dir my_images --sigma 25
+    python -m dynpnp_jax.eval --dataset folder --data-dir my_pairs   # blur/ + sharp/: deblurring
     python -m dynpnp_jax.eval --dataset gopro --prior dmphn-1-2-4
 
+A short pipeline: resolve the experiment (config + command line, every check before anything is
+written: ``experiment.resolve``), build the problems (the protocol turns each dataset example
+into one, per condition), run the methods (``restore``), write the report (``report``).
+
 Writes to ``--out`` (default ``results/<dataset>-<timestamp>/``): ``results.json`` (means,
-per-image values, mean PSNR per iteration, protocol, full config, package versions),
-``results.csv``, ``convergence.png``, ``examples.png`` and, with ``--save-images``, every
-restored image as an 8-bit PNG under ``images/<method>/``.
+per-image values, mean PSNR per iteration, protocol, data, full config, package versions),
+``results.csv``, ``results.md``, ``convergence.png``, ``examples.png`` and, with
+``--save-images``, every restored image as an 8-bit PNG under ``images/<method>/``. Everything
+is written into a hidden folder beside ``--out`` that is renamed on success, so a failed run
+leaves nothing behind. A restored image with NaN/Inf is never scored: the run reports it and
+exits with status 1. Bad arguments exit with status 2 before anything runs.
+
+The JAX persistent compilation cache (``paths.cache_dir()/xla``) is on, so a second run skips
+most compilation; ``--no-compile-cache`` or ``DYNPNP_NO_COMPILE_CACHE=1`` turn it off.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as _dt
-import importlib
-import importlib.util
-import json
-import platform
+import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -26,305 +33,373 @@ from pathlib import Path
 
 import numpy as np
 
-DYNAMIC = ("authors", "gradient", "hqs")
+from .experiment import BASELINE_MODES, Experiment, UsageError, method_kwargs, resolve, with_iters
+
+__all__ = ["main", "run", "build_parser", "method_kwargs", "with_iters", "enable_compilation_cache"]
 
 
-# ------------------------------------------------------------------------------ config
-def load_experiment(dataset: str | None, config_file: str | None) -> dict:
-    """The experiment dict of ``--config FILE`` or of the dataset's default config."""
-    if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise SystemExit(f"--config: no such file {path}")
-        spec = importlib.util.spec_from_file_location(f"_dynpnp_cfg_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config()
-    from .data import DATASETS
+def enable_compilation_cache():
+    """Turns on JAX's persistent compilation cache under the package cache (see
+    :mod:`dynpnp_jax.compile_cache`); None when ``$DYNPNP_NO_COMPILE_CACHE`` opts out."""
+    from .compile_cache import enable_compilation_cache as _enable
 
-    if dataset not in DATASETS:
-        raise SystemExit(f"--dataset: unknown dataset {dataset!r}; expected one of "
-                         f"{', '.join(DATASETS)}")
-    name = "deblur_gopro" if dataset == "gopro" else f"denoise_{dataset}"
-    return importlib.import_module(f"dynpnp_jax.configs.{name}").get_config()
+    return _enable()
 
 
-def method_kwargs(spec: dict, sigma) -> dict:
-    """A method's make_config kwargs; a spec keyed by sigma picks that sigma's entry."""
-    if "mode" in spec:
-        return dict(spec)
-    if sigma in spec:
-        return dict(spec[sigma])
-    nearest = min(spec, key=lambda s: abs(float(s) - float(sigma)))
-    return dict(spec[nearest])
+# ------------------------------------------------------------------------------ output folder
+class _Staging:
+    """A hidden folder beside ``target``, renamed to ``target`` by :meth:`commit`; on any exit
+    without commit it is removed, with the parent folders this created."""
 
+    def __init__(self, target: Path, overwrite: bool):
+        self.target, self.overwrite = target, overwrite
+        self.tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+        self._created: list[Path] = []
+        self._committed = False
 
-def with_iters(kw: dict, iters: int) -> dict:
-    """``kw`` with T = ``iters``; per-iteration lists are cut or extended with their last value."""
-    out = {**kw, "iters": iters}
-    for key in ("delta", "mu", "alpha"):
-        val = out.get(key)
-        if isinstance(val, (list, tuple)):
-            out[key] = (list(val) + [val[-1]] * iters)[:iters]
-    return out
+    def __enter__(self) -> Path:
+        missing, p = [], self.target.parent
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        try:
+            for d in reversed(missing):
+                d.mkdir()
+                self._created.append(d)
+            self.tmp.mkdir()
+        except OSError as err:
+            self._cleanup()
+            raise UsageError(f"--out {self.target}: cannot be created ({err}). Fix: pass a "
+                             f"folder you can write to.") from err
+        return self.tmp
+
+    def commit(self) -> None:
+        old = None
+        if self.target.exists():
+            if any(self.target.iterdir()):
+                old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
+                self.target.rename(old)
+            else:
+                self.target.rmdir()
+        self.tmp.rename(self.target)
+        self._committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        for d in reversed(self._created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+    def __exit__(self, *exc) -> None:
+        if not self._committed:
+            self._cleanup()
 
 
 # ------------------------------------------------------------------------------ running
-class _GoproProtocol:
-    """GoPro: RGB frames, scored like ``standard`` (output clipped and rounded to 8 bits, PSNR
-    and Gaussian SSIM at data_range 255, mean over RGB) on the full frame."""
-
-    name = "gopro"
-    description = ("blurred frame in, output clipped and rounded to 8 bits; PSNR and Gaussian "
-                   "SSIM (11x11, sigma 1.5, mean over RGB) at data_range 255 on the full frame")
-
-    def evaluate(self, out, ref_u8):
-        from .data.protocols import Standard
-
-        std = Standard()
-        return std.metrics(std.finalize(out, {}), ref_u8)
+class RunError(RuntimeError):
+    """A failure while running (data, weights): reported as ``error: ...``, exit status 1."""
 
 
-def _needs_landscape(kw: dict) -> bool:
-    return kw.get("mode") == "authors" or (kw.get("a_step") == "authors")
+def _load_examples(exp: Experiment) -> list[dict]:
+    from . import data
+
+    try:
+        return data.load_dataset(exp.dataset, limit=exp.limit, source=exp.source)
+    except (data.ImageReadError, FileNotFoundError, ValueError) as err:
+        raise RunError(f"--dataset {exp.dataset} ({exp.source.root}): {err}") from err
 
 
-def _run_batches(params, problems, cfg_kwargs, batch_size, desc):
-    """Restore ``problems`` (dicts with 'y' and optional 'clean'), grouped by shape."""
+def _load_networks(exp: Experiment) -> dict:
+    from . import WeightsError, load_network
+
+    nets: dict = {}
+    for prior, noise in exp.networks.values():
+        for name, path in ((prior, exp.weights), (noise, None)):
+            if name is None or (name, path) in nets:
+                continue
+            try:
+                net = load_network(name, path=path)
+            except (WeightsError, FileNotFoundError, ValueError) as err:
+                arg = "--weights" if path else ("--prior" if name == prior else "--noise")
+                raise RunError(f"{arg}: loading network {name!r} failed: {err}") from err
+            if exp.tile and name == prior:
+                try:
+                    net = net.tiled(exp.tile)
+                except ValueError as err:
+                    raise UsageError(f"--tile {exp.tile}: {err}") from err
+            nets[(name, path)] = net
+    return nets
+
+
+def _channels_rule(examples: list[dict], channels: int) -> tuple[list[dict], dict]:
+    """Examples converted to the prior's channels (``sources.GRAY_RULE``), and a count."""
+    from .data import to_channels
+
+    counts = defaultdict(int)
+    out = []
+    for ex in examples:
+        ex = dict(ex)
+        for k in ("image", "blur", "sharp"):
+            if k in ex and ex[k].size and ex[k].shape[-1] != channels:
+                counts[f"{k} {ex[k].shape[-1]}->{channels} channel(s)"] += 1
+                ex[k] = to_channels(ex[k], channels)
+        out.append(ex)
+    return out, dict(counts)
+
+
+def _params_key(extra: dict):
+    """Problems whose extra solver params have one structure (and leaf shapes) batch together."""
     import jax
 
-    from . import make_config, restore
-    from .sharding import shard_batch, unshard
+    leaves, treedef = jax.tree_util.tree_flatten(extra)
+    return treedef, tuple(np.shape(leaf) for leaf in leaves)
 
-    cfg = make_config(**cfg_kwargs)
-    rotate = _needs_landscape(cfg_kwargs)
-    groups = defaultdict(list)
-    for i, p in enumerate(problems):
-        y = p["y"]
-        rot = rotate and y.shape[0] > y.shape[1]
-        groups[(np.rot90(y).shape if rot else y.shape, rot)].append(i)
-    outputs, curves = [None] * len(problems), [None] * len(problems)
+
+def _stack_params(extras: list[dict]) -> dict:
+    """Per-image extra params (each with a leading batch axis of 1) as one batch."""
+    import jax
+
+    if not extras[0]:
+        return {}
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                                  *extras)
+
+
+def _restore_chunk(dp, params, problems, chunk, cfg, rot):
+    """(outputs, curves, errors) of one batch; a non-finite batch is rerun image by image, so
+    only the images that diverge fail (``restore`` raises FloatingPointError for them)."""
+    from .sharding import shard_batch, unshard
+    from .validation import to_landscape
+
+    y = np.stack([to_landscape(problems[i].y, rot) for i in chunk]).astype(np.float32)
+    has_clean = all(problems[i].clean is not None for i in chunk)
+    clean = (np.stack([to_landscape(problems[i].clean, rot) for i in chunk]).astype(np.float32)
+             if has_clean else None)
+    extra = _stack_params([problems[i].params_extra for i in chunk])
+    try:
+        ys, pad = shard_batch(y)
+        cs = shard_batch(clean)[0] if clean is not None else None
+        out, traj = dp.restore({**params, **extra}, ys, cfg, clean=cs)
+    except FloatingPointError as err:
+        if len(chunk) == 1:
+            return [None], [None], [str(err)]
+        outs, curves, errors = [], [], []
+        for i in chunk:
+            o, c, e = _restore_chunk(dp, params, problems, [i], cfg, rot)
+            outs += o
+            curves += c
+            errors += e
+        return outs, curves, errors
+    out = unshard(out, pad)
+    psnr = (unshard(np.swapaxes(np.asarray(traj.psnr), 0, 1), pad)
+            if traj.psnr is not None else None)
+    return ([to_landscape(o, rot, inverse=True) for o in out],
+            [p.tolist() for p in psnr] if psnr is not None else [None] * len(chunk),
+            [None] * len(chunk))
+
+
+def _run_method(params: dict, problems: list, kw: dict, batch: int, desc: str):
+    """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
+    errors of one method on ``problems``."""
+    if kw["mode"] in BASELINE_MODES:
+        n = len(problems)
+        return [p.y for p in problems], [None] * n, [None] * n
+    import dynpnp_jax as dp
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(problems), desc=desc, leave=False) as bar:
-        for (shape, rot), idx in groups.items():
-            for s in range(0, len(idx), batch_size):
-                chunk = idx[s:s + batch_size]
-                prep = (lambda a: np.rot90(a)) if rot else (lambda a: a)
-                y = np.stack([prep(problems[i]["y"]) for i in chunk]).astype(np.float32)
-                has_clean = all(problems[i].get("clean") is not None for i in chunk)
-                clean = (np.stack([prep(problems[i]["clean"]) for i in chunk]).astype(np.float32)
-                         if has_clean else None)
-                ys, pad = shard_batch(y)
-                cs = shard_batch(clean)[0] if clean is not None else None
-                out, traj = restore(params, ys, cfg, clean=cs)
-                out = unshard(out, pad)
-                psnr = unshard(jax.numpy.swapaxes(traj.psnr, 0, 1), pad) if traj.psnr is not None else None
+    from .validation import needs_landscape
+
+    cfg = dp.make_config(**kw)
+    groups = defaultdict(list)
+    for i, p in enumerate(problems):
+        rot = needs_landscape(p.y.shape, mode=cfg.mode, a_step=cfg.a_step)
+        shape = p.y.shape[1::-1] + p.y.shape[2:] if rot else p.y.shape
+        groups[(shape, rot, _params_key(p.params_extra))].append(i)
+    n = len(problems)
+    outputs, curves, errors = [None] * n, [None] * n, [None] * n
+    with tqdm(total=n, desc=desc, leave=False) as bar:
+        for (_, rot, _), idx in groups.items():
+            for s in range(0, len(idx), batch):
+                chunk = idx[s:s + batch]
+                outs, crvs, errs = _restore_chunk(dp, params, problems, chunk, cfg, rot)
                 for j, i in enumerate(chunk):
-                    o = out[j]
-                    outputs[i] = np.rot90(o, k=-1) if rot else o
-                    curves[i] = psnr[j].tolist() if psnr is not None else None
+                    outputs[i], curves[i], errors[i] = outs[j], crvs[j], errs[j]
                 bar.update(len(chunk))
-    return outputs, curves
+    return outputs, curves, errors
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
+    """Runs ``exp`` writing into ``out_dir``; returns (results, number of failed images)."""
+    from . import data, report
 
-    out = {"python": platform.python_version()}
-    for pkg in ("dynpnp_jax", "jax", "jaxlib", "flax", "numpy", "tensorflow-datasets"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    import jax
-
-    out["devices"] = [str(d) for d in jax.devices()]
-    return out
-
-
-def run(args) -> dict:
-    from . import data, load_network
-
-    exp = load_experiment(args.dataset, args.config)
-    dataset = args.dataset or exp["dataset"]
-    task = exp.get("task", "denoise")
-    if task == "deblur" and args.protocol not in (None, "gopro"):
-        raise SystemExit("--protocol: deblurring uses the 'gopro' protocol")
-    protocol_name = args.protocol or exp.get("protocol", "standard")
-    sigmas = args.sigma or exp.get("sigmas", [25])
-    methods = args.method or list(exp["methods"])
-    unknown = [m for m in methods if m not in exp["methods"]]
-    if unknown:
-        raise SystemExit(f"--method: unknown method(s) {unknown}; this config has "
-                         f"{list(exp['methods'])}")
-    prior_name = args.prior or exp["prior"]
-    noise_name = args.noise or exp.get("noise")
-    if args.iters is not None:
-        for m in methods:
-            if m != "prior":
-                spec = exp["methods"][m]
-                per_sigma = spec if "mode" not in spec else {None: spec}
-                exp["methods"][m] = {s: with_iters(kw, args.iters) for s, kw in per_sigma.items()}
-                if None in exp["methods"][m]:
-                    exp["methods"][m] = exp["methods"][m][None]
-
-    examples = data.load_dataset(dataset, data_dir=args.data_dir, limit=args.limit)
-    protocol = _GoproProtocol() if task == "deblur" else data.get_protocol(protocol_name)
-    out_dir = Path(args.out or f"results/{dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    results = {"dataset": dataset, "task": task, "protocol": protocol.name,
-               "protocol_description": protocol.description, "prior": prior_name,
-               "noise": noise_name, "sigmas": sigmas, "methods": {}, "config": {},
-               "versions": _versions(), "published": _jsonable(exp.get("published", {})),
-               "command": "python -m dynpnp_jax.eval " + " ".join(getattr(args, "argv", None) or [])}
-    rows, example_images = [], {}
     t_all = time.time()
-    for sigma in sigmas:
-        pname = prior_name.format(sigma=sigma)
-        prior = load_network(pname, path=args.weights)
-        if args.tile:
-            prior = prior.tiled(args.tile)
-        params = {"prior": prior}
-        if noise_name:
-            params["noise"] = load_network(noise_name.format(sigma=sigma))
-        problems, metas = [], []
+    examples = _load_examples(exp)
+    solver_used = any(kw["mode"] not in BASELINE_MODES
+                      for per in exp.methods.values() for kw in per.values())
+    nets = _load_networks(exp) if solver_used else {}
+    channels = {nets[(p, exp.weights)].channels for p, _ in exp.networks.values()} if nets else ()
+    conversions = {}
+    if len(channels) == 1:
+        examples, conversions = _channels_rule(examples, channels.pop())
+    proto = exp.protocol
+    results = report.new_results(exp, n_images=len(examples), conversions=conversions)
+    rows, failures, figure = [], [], {}
+    for cond in exp.conditions:
+        ckey = exp.key(cond)
+        prior, noise = exp.networks[ckey]
+        params = {"prior": nets[(prior, exp.weights)]} if nets else {}
+        if noise and nets:
+            params["noise"] = nets[(noise, None)]
+        problems = []
         for ex in examples:
-            if task == "deblur":
-                problems.append({"y": ex["blur"].astype(np.float32) / 255.0,
-                                 "clean": (ex["sharp"].astype(np.float32) / 255.0
-                                           if ex.get("has_sharp") else None)})
-                metas.append({"name": ex["name"], "reference": ex["sharp"] if ex.get("has_sharp") else None})
-            else:
-                clean, meta = protocol.prepare(ex["image"], ex["name"])
-                problems.append({"y": protocol.degrade(clean, sigma, ex["name"]), "clean": clean})
-                metas.append(meta)
-        for method in methods:
-            kw = method_kwargs(exp["methods"][method], sigma)
-            results["config"].setdefault(method, {})[str(sigma)] = kw
+            try:
+                problems.append(proto.problem(ex, cond))
+            except ValueError as err:
+                raise RunError(f"protocol {proto.name!r}, image {ex.get('name')!r}: {err}") from err
+        for method, per_cond in exp.methods.items():
+            kw = per_cond[ckey]
             t0 = time.time()
-            outs, curves = _run_batches(params, problems, kw, args.batch or exp.get("batch", 8),
-                                        desc=f"{method} sigma={sigma}")
+            try:
+                outs, curves, errors = _run_method(params, problems, kw, exp.batch,
+                                                   desc=f"{method} {proto.condition_label(cond)}")
+            except ValueError as err:  # restore's input checks (sizes, channels)
+                raise RunError(f"method {method!r} ({proto.condition_label(cond)}): {err}") from err
             elapsed = time.time() - t0
             per_image = {}
-            for out, meta, curve in zip(outs, metas, curves):
-                if task == "deblur":
-                    scores = (protocol.evaluate(out, meta["reference"])
-                              if meta["reference"] is not None else {"psnr": None, "ssim": None})
-                else:
-                    scores = protocol.evaluate(out, meta)
-                scores["psnr_per_iter"] = curve
-                per_image[meta["name"]] = scores
-                rows.append([method, sigma, meta["name"], scores["psnr"], scores["ssim"]])
-                if args.save_images:
-                    _save_png(out_dir / "images" / method / f"{meta['name']}_s{sigma}.png", out)
-            scored = [s for s in per_image.values() if s["psnr"] is not None]
-            curve_mean = (np.mean([s["psnr_per_iter"] for s in scored
-                                   if s["psnr_per_iter"] is not None], axis=0).tolist()
-                          if scored and scored[0]["psnr_per_iter"] is not None else None)
-            results["methods"].setdefault(method, {})[str(sigma)] = {
-                "psnr": float(np.mean([s["psnr"] for s in scored])) if scored else None,
-                "ssim": float(np.mean([s["ssim"] for s in scored])) if scored else None,
-                "n_scored": len(scored), "n_images": len(per_image),
-                "psnr_per_iter_mean": curve_mean, "seconds": elapsed, "per_image": per_image}
-            if sigma == sigmas[0]:
-                example_images[method] = outs[0]
-        if sigma == sigmas[0]:
-            example_images["_input"] = problems[0]["y"]
-            example_images["_clean"] = problems[0].get("clean")
+            for prob, out, curve, error in zip(problems, outs, curves, errors):
+                try:
+                    if error is not None:
+                        raise data.NonFiniteOutput(error)
+                    scores = proto.evaluate(out, prob.meta)
+                    status = "ok" if scores is not None else "no reference"
+                except data.NonFiniteOutput as err:
+                    scores, status = None, "non-finite"
+                    failures.append({"method": method, "condition": ckey, "image": prob.name,
+                                     "error": str(err)})
+                per_image[prob.name] = {"psnr": scores and scores["psnr"],
+                                        "ssim": scores and scores["ssim"],
+                                        "psnr_per_iter": curve, "status": status}
+                rows.append([method, ckey, prob.name, per_image[prob.name]["psnr"],
+                             per_image[prob.name]["ssim"], status])
+                if exp.save_images and out is not None and status != "non-finite":
+                    report.save_png(out_dir / "images" / method /
+                                    f"{report.safe_name(prob.name)}_{report.safe_name(ckey)}.png",
+                                    out)
+            results["methods"].setdefault(method, {})[ckey] = report.summarize(per_image, elapsed)
+            results["config"].setdefault(method, {})[ckey] = kw
+            if cond == exp.conditions[0] and problems:
+                figure[method] = outs[0]
+        if cond == exp.conditions[0] and problems:
+            figure["_input"], figure["_clean"] = problems[0].y, problems[0].clean
+            figure["_meta"] = problems[0].meta
+    results["failures"] = failures
     results["seconds_total"] = time.time() - t_all
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["method", "sigma", "image", "psnr", "ssim"])
-        writer.writerows(rows)
-    from .report import plot_convergence, plot_examples
-
-    plot_convergence(results, out_dir / "convergence.png")
-    plot_examples(example_images, out_dir / "examples.png", title=f"{dataset}, sigma={sigmas[0]}")
-    print(markdown_table(results))
-    print(f"\nwrote {out_dir}/ (results.json, results.csv, convergence.png, examples.png)")
-    return results
+    report.write_all(results, rows, figure, out_dir)
+    return results, len(failures)
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+# ------------------------------------------------------------------------------ CLI
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+    return value
 
 
-def _save_png(path: Path, img: np.ndarray) -> None:
-    from PIL import Image
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: no tiling), got {value}")
+    return value
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    u8 = np.uint8(np.round(np.clip(img, 0, 1) * 255))
-    Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
 
-
-def markdown_table(results: dict) -> str:
-    """Method x sigma table of mean PSNR/SSIM, with the published rows where they exist."""
-    sigmas = [str(s) for s in results["sigmas"]]
-    if results["task"] == "deblur":
-        head = "| method | PSNR / SSIM (frames with a sharp ground truth) |"
-    else:
-        head = "| method | " + " | ".join(f"sigma={s} PSNR / SSIM" for s in sigmas) + " |"
-    lines = [f"{results['dataset']}, protocol `{results['protocol']}`, prior "
-             f"`{results['prior']}`", "", head, "|---|" + "---|" * len(sigmas)]
-    for method, per in results["methods"].items():
-        cells = []
-        for s in sigmas:
-            r = per.get(s)
-            cells.append("n/a" if not r or r["psnr"] is None else
-                         f"{r['psnr']:.2f} / {r['ssim']:.4f}" + (f" (n={r['n_scored']})"
-                                                                  if results["task"] == "deblur" else ""))
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    pub = results.get("published") or {}
-    if results["task"] == "deblur":
-        pub = pub.get(results["prior"], {})
-        for row, (p, q) in pub.items():
-            lines.append(f"| {row} | {p:.2f} / {q:.4f} (1111 frames) |")
-    else:
-        for row, per in pub.items():
-            cells = [f"{per[s][0]:.2f} / {per[s][1]:.3f}" if s in per else "" for s in sigmas]
-            lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _sigma(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number on the 8-bit scale (e.g. 25), got "
+                                         f"{text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"sigma must be a finite number > 0 on the 8-bit scale "
+                                         f"(e.g. 15 25 50), got {text}")
+    return int(value) if value.is_integer() else value
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dynpnp_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=None, help="set12, bsd68, gopro or folder (default set12)")
-    p.add_argument("--sigma", type=float, nargs="+", default=None, help="noise levels (8-bit scale)")
+    p.add_argument("--dataset", default=None,
+                   help="set12, bsd68, gopro or folder (default: the config's, else set12)")
+    p.add_argument("--sigma", type=_sigma, nargs="+", default=None,
+                   help="noise levels on the 8-bit scale, > 0 (denoising protocols)")
     p.add_argument("--method", nargs="+", default=None,
                    help="methods: prior static hqs authors gradient (default: all of the config)")
     p.add_argument("--prior", default=None, help="registry name of the prior ({sigma} allowed)")
     p.add_argument("--noise", default=None, help="registry name of the noise estimator g")
     p.add_argument("--weights", default=None, help="the prior's upstream file or folder (your own)")
-    p.add_argument("--protocol", default=None, help="standard or authors (denoising)")
+    p.add_argument("--protocol", default=None, help="standard or authors (denoising), gopro")
     p.add_argument("--config", default=None, help="a configs/*.py file with get_config()")
-    p.add_argument("--data-dir", default=None, help="data root or folder of PNGs")
-    p.add_argument("--out", default=None, help="output folder")
-    p.add_argument("--iters", type=int, default=None, help="override T for iterative methods")
-    p.add_argument("--limit", type=int, default=None, help="first N images only")
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--data-dir", default=None, help="data root, or a folder of images")
+    p.add_argument("--out", default=None, help="output folder (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--iters", type=_positive_int, default=None,
+                   help="override T for iterative methods")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N images only")
+    p.add_argument("--batch", type=_positive_int, default=None,
                    help="images per restore call (default: the config's, else 8)")
-    p.add_argument("--tile", type=int, default=0,
+    p.add_argument("--tile", type=_nonneg_int, default=0,
                    help="run the prior on overlapping tiles of this size (bounds memory)")
     p.add_argument("--save-images", action="store_true", help="write restored PNGs")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache (also: "
+                        "DYNPNP_NO_COMPILE_CACHE=1)")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """The CLI. Exit status: 0 done, 1 a run failure (unreadable data, missing weights, a
+    non-finite output), 2 a bad argument or config (nothing written)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.dataset is None and args.config is None:
-        args.dataset = "set12"
-    if args.sigma is not None:
-        args.sigma = [int(s) if float(s).is_integer() else s for s in args.sigma]
-    run(args)
+    try:
+        exp = resolve(args)
+    except UsageError as err:
+        parser.error(str(err))
+    for note in exp.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if exp.compile_cache:
+        enable_compilation_cache()
+    from . import report
+
+    staging = _Staging(exp.out, exp.overwrite)
+    try:
+        with staging as tmp:
+            results, n_failed = run(exp, tmp)
+            staging.commit()
+    except UsageError as err:
+        parser.error(str(err))
+    except RunError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(report.markdown_table(results))
+    print(f"\nwrote {exp.out}/ ({', '.join(report.FILES)})")
+    if n_failed:
+        for f in results["failures"]:
+            label = results["condition_labels"].get(f["condition"], f["condition"])
+            print(f"error: method {f['method']!r}, {label}, image {f['image']!r} not scored: "
+                  f"{f['error']}", file=sys.stderr)
+        raise SystemExit(f"error: {n_failed} restored image(s) were not finite and were not "
+                         f"scored (see 'failures' in {exp.out}/results.json)")
     return 0
 
 

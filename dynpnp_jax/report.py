@@ -1,9 +1,32 @@
-"""Plots for the evaluation report: convergence curves (Fig. 4 style) and example images."""
+"""The evaluation report: results.json, results.csv, results.md (Markdown table), plots.
+
+``eval`` fills one ``results`` dict (``new_results`` + ``summarize`` per method and condition)
+and calls :func:`write_all`. Every number here comes from the protocol's ``evaluate`` or from
+:mod:`dynpnp_jax.metrics` (the one owner of PSNR); nothing is scored twice.
+
+``results.json`` keys: ``dataset``, ``task``, ``protocol`` (+ ``protocol_description``),
+``condition_name`` ('sigma', 'blur', ...), ``conditions`` (keys), ``condition_labels``,
+``sigmas`` (denoising), ``prior`` (the name template), ``networks`` (per condition),
+``methods[method][condition]`` (``psnr``/``ssim`` means over the scored images -- None when an
+image failed --, ``n_scored``, ``n_images``, ``n_failed``, ``psnr_per_iter_mean``, ``seconds``,
+``per_image``), ``config`` (the solver settings run), ``data`` (files, whether they are the
+published set, the bit-depth and gray rules, conversions done), ``published`` (+ whether shown),
+``failures``, ``notes``, ``versions``, ``command``, ``seconds_total``.
+"""
 from __future__ import annotations
 
+import csv
+import json
+import platform
+import re
 from pathlib import Path
 
 import numpy as np
+
+__all__ = ["FILES", "new_results", "summarize", "write_all", "markdown_table", "save_png",
+           "safe_name", "plot_convergence", "plot_examples", "versions"]
+
+FILES = ("results.json", "results.csv", "results.md", "convergence.png", "examples.png")
 
 
 def _plt():
@@ -15,29 +38,181 @@ def _plt():
     return plt
 
 
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def versions() -> dict:
+    """Python, package and device versions for the results file."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("dynpnp_jax", "jax", "jaxlib", "flax", "numpy", "tensorflow-datasets"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    import jax
+
+    out["devices"] = [str(d) for d in jax.devices()]
+    return out
+
+
+def new_results(exp, *, n_images: int, conversions: dict) -> dict:
+    """The results skeleton of experiment ``exp`` (an ``experiment.Experiment``)."""
+    from .compile_cache import compilation_cache_dir
+    from .data import sources
+
+    proto = exp.protocol
+    is_ref, why = exp.reference
+    published = _jsonable(exp.published) if is_ref else {}
+    res = {
+        "dataset": exp.dataset, "task": proto.task, "protocol": proto.name,
+        "protocol_description": proto.description, "condition_name": proto.condition_name,
+        "conditions": [exp.key(c) for c in exp.conditions],
+        "condition_labels": {exp.key(c): proto.condition_label(c) for c in exp.conditions},
+        "prior": exp.networks[exp.key(exp.conditions[0])][0] if len(
+            {p for p, _ in exp.networks.values()}) == 1 else None,
+        "networks": {k: {"prior": p, "noise": n} for k, (p, n) in exp.networks.items()},
+        "weights": exp.weights, "config_file": exp.config_name,
+        "methods": {}, "config": {},
+        "data": {"root": str(exp.source.root), "n_files": len(exp.source.items),
+                 "n_images": n_images, "limit": exp.limit, "published_set": is_ref,
+                 "published_set_reason": why, "bit_depth_rule": sources.BIT_DEPTH_RULE,
+                 "gray_rule": sources.GRAY_RULE, "conversions": conversions},
+        "published": published, "published_shown": bool(published),
+        "published_note": exp.published_note if published else "",
+        "notes": list(exp.notes), "failures": [], "versions": versions(),
+        "compile_cache": str(compilation_cache_dir()) if exp.compile_cache else None,
+        "command": exp.command,
+    }
+    if proto.condition_name == "sigma":
+        res["sigmas"] = list(exp.conditions)
+    if res["prior"] is None:
+        res["prior"] = " / ".join(dict.fromkeys(p for p, _ in exp.networks.values()))
+    return res
+
+
+def summarize(per_image: dict, seconds: float) -> dict:
+    """Means of one method and condition over its scored images (None if any failed)."""
+    scored = [s for s in per_image.values() if s["status"] == "ok"]
+    failed = [s for s in per_image.values() if s["status"] == "non-finite"]
+    ok_mean = bool(scored) and not failed
+    curves = [s["psnr_per_iter"] for s in scored if s["psnr_per_iter"] is not None]
+    return {"psnr": float(np.mean([s["psnr"] for s in scored])) if ok_mean else None,
+            "ssim": float(np.mean([s["ssim"] for s in scored])) if ok_mean else None,
+            "n_scored": len(scored), "n_images": len(per_image), "n_failed": len(failed),
+            "psnr_per_iter_mean": (np.mean(curves, axis=0).tolist()
+                                   if curves and len(curves) == len(scored) else None),
+            "seconds": seconds, "per_image": per_image}
+
+
+# ------------------------------------------------------------------------------ writers
+def write_all(results: dict, rows: list, figure: dict, out_dir: Path) -> None:
+    """Writes every file of ``FILES`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    with open(out_dir / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", results["condition_name"], "image", "psnr", "ssim", "status"])
+        writer.writerows(rows)
+    (out_dir / "results.md").write_text(markdown_table(results) + "\n")
+    plot_convergence(results, out_dir / "convergence.png")
+    first = results["conditions"][0]
+    title = f"{results['dataset']}, {results['condition_labels'][first]}"
+    if figure.get("_meta", {}).get("name"):
+        title += f", image {figure['_meta']['name']}"
+    plot_examples(figure, out_dir / "examples.png", title=title)
+
+
+def _cell(r: dict | None) -> str:
+    if not r:
+        return "n/a"
+    if r["n_failed"]:
+        return f"FAILED ({r['n_failed']} of {r['n_images']} non-finite)"
+    if r["psnr"] is None:
+        return "not scored (no reference)"
+    cell = f"{r['psnr']:.2f} / {r['ssim']:.4f}"
+    if r["n_scored"] < r["n_images"]:
+        cell += f" (n={r['n_scored']} of {r['n_images']})"
+    return cell
+
+
+def markdown_table(results: dict) -> str:
+    """Method x condition table of mean PSNR / SSIM, with the published rows only where the
+    data is the published set."""
+    keys = results["conditions"]
+    labels = results["condition_labels"]
+    data = results["data"]
+    lines = [f"{results['dataset']} ({data['n_images']} image(s)), protocol "
+             f"`{results['protocol']}`, prior `{results['prior']}`", "",
+             "| method | " + " | ".join(f"{labels[k]} PSNR / SSIM" for k in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for method, per in results["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(_cell(per.get(k)) for k in keys) + " |")
+    pub = results.get("published") or {}
+    if results.get("published_shown"):
+        for row, per in pub.items():
+            cells = [f"{per[k][0]:.2f} / {per[k][1]:.3f}" if k in per else "" for k in keys]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        note = results.get("published_note") or "published rows: the full set"
+        if data["n_images"] < data["n_files"]:
+            note += f"; this run scored {data['n_images']} of its {data['n_files']} images"
+        lines += ["", f"({data['published_set_reason']}; {note})"]
+    elif not data["published_set"]:
+        lines += ["", f"({data['published_set_reason']}: no published rows)"]
+    for note in results.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def safe_name(text: str) -> str:
+    """``text`` usable as a file name (image names may hold '/', conditions ':')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "_"
+
+
+def save_png(path: Path, img: np.ndarray) -> None:
+    """An [0, 1] float image as an 8-bit PNG (clipped, rounded)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    u8 = np.uint8(np.round(np.clip(img, 0, 1) * 255))
+    Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
+
+
+# ------------------------------------------------------------------------------ plots
 def plot_convergence(results: dict, path: Path) -> None:
-    """Mean PSNR (float, clipped output vs clean) against iteration, one panel per sigma."""
+    """Mean PSNR (float, clipped output vs clean) against iteration, one panel per condition."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
-    sigmas = [str(s) for s in results["sigmas"]]
-    fig, axes = plt.subplots(1, len(sigmas), figsize=(4.5 * len(sigmas), 3.6), squeeze=False)
-    for ax, s in zip(axes[0], sigmas):
-        base = results["methods"].get("prior", {}).get(s, {}).get("psnr_per_iter_mean")
+    keys = results["conditions"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        base = results["methods"].get("prior", {}).get(k, {}).get("psnr_per_iter_mean")
         for method, per in results["methods"].items():
-            curve = per.get(s, {}).get("psnr_per_iter_mean")
+            curve = per.get(k, {}).get("psnr_per_iter_mean")
             if not curve or method == "prior":
                 continue
             style = "--" if method == "static" else "-"
             ax.plot(range(1, len(curve) + 1), curve, style, marker="o", label=method)
         if base:
             ax.axhline(base[0], color="gray", lw=1, ls=":", label="prior alone")
-        from matplotlib.ticker import MaxNLocator
-
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("iteration t")
         ax.set_ylabel("mean PSNR (dB)")
-        ax.set_title(f"{results['dataset']} sigma={s}")
+        ax.set_title(f"{results['dataset']} {results['condition_labels'][k]}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle(f"protocol {results['protocol']}: dynamic (solid) vs static stacking (dashed)",
                  fontsize=9)
     fig.tight_layout()
@@ -46,24 +221,32 @@ def plot_convergence(results: dict, path: Path) -> None:
 
 
 def plot_examples(images: dict, path: Path, title: str = "") -> None:
-    """Input / network alone / dynamic result (/ clean) for one image."""
+    """Input / every method / clean for one image (PSNR on the float images, clipped, by
+    ``metrics.psnr``); a blur kernel in ``images['_meta']['kernel']`` gets its own panel."""
+    from . import metrics
+
     plt = _plt()
     panels = [("input", images.get("_input"))]
-    for key in ("prior", "static", "authors", "gradient"):
-        if key in images:
-            panels.append((key, images[key]))
-    if images.get("_clean") is not None:
-        panels.append(("clean", images["_clean"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    panels += [(k, v) for k, v in images.items() if not k.startswith("_") and v is not None]
     clean = images.get("_clean")
+    if clean is not None:
+        panels.append(("clean", clean))
+    kernel = (images.get("_meta") or {}).get("kernel")
+    n = len(panels) + (kernel is not None)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     for ax, (name, img) in zip(axes[0], panels):
-        img = np.clip(np.asarray(img), 0, 1)
+        img = np.clip(np.asarray(img, np.float32), 0, 1)
         label = name
         if clean is not None and name != "clean" and img.shape == np.shape(clean):
-            mse = np.mean((img - clean) ** 2)
-            label += f"\n{-10 * np.log10(max(mse, 1e-12)):.2f} dB"
+            value = float(np.asarray(metrics.psnr(img[None], np.asarray(clean, np.float32)[None]))[0])
+            label += f"\n{value:.2f} dB"
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
         ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    if kernel is not None:
+        ax = axes[0][-1]
+        ax.imshow(np.asarray(kernel), cmap="gray", interpolation="nearest")
+        ax.set_title(f"kernel {np.shape(kernel)[0]}x{np.shape(kernel)[1]}", fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -53,6 +53,7 @@ def test_bsd68():
     assert {ex["image"].shape for ex in ds} == {(481, 321, 1), (321, 481, 1)}
 
 
+@pytest.mark.slow  # prepares twenty 1280x720 frames
 def test_gopro():
     root = require_shared("data", "gopro").parent
     ds = _timed_load("gopro", data_dir=root)
@@ -125,7 +126,7 @@ def test_download_when_not_found(tmp_path, tmp_cache, monkeypatch):
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match=r"valid names: \['set12', 'bsd68', 'gopro', 'folder'\]"):
         data.load_dataset("set14")
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path}.*empty of"):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}.*holds no image files"):
         data.load_dataset("folder", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         data.load_dataset("folder", data_dir=tmp_path / "missing")
@@ -140,4 +141,148 @@ def test_errors(tmp_path):
         data.load_dataset("gopro", data_dir=tmp_path)
     with pytest.raises(ValueError, match="limit"):
         data.load_dataset("set12", limit=0)
-    assert data.DATASETS == ("set12", "bsd68", "gopro", "folder")
+
+
+def test_every_listed_dataset_is_implemented(tmp_path):
+    """Each name the error messages offer resolves to a builder (an empty folder gives a
+    FileNotFoundError naming it, never 'unknown dataset')."""
+    for name in data.DATASETS:
+        assert name in data.BUILDERS and name in str(data.builders.get_builder.__doc__) + name
+        with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+            data.resolve_source(name, tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.resolve_source("set14", tmp_path)
+
+
+# ------------------------------------------------------------------------------ file formats
+def _png16_colour(path, arr, filters=(0, 1, 2, 3, 4)):
+    """A 16-bit RGB PNG written by hand (Pillow cannot), each row with the next filter type."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    raw = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8).reshape(h, w * 6).astype(np.int32)
+    rows = []
+    for r in range(h):
+        ftype = filters[r % len(filters)]
+        line = raw[r]
+        up = raw[r - 1] if r else np.zeros_like(line)
+        left = np.concatenate([np.zeros(6, np.int32), line[:-6]])
+        upleft = np.concatenate([np.zeros(6, np.int32), up[:-6]])
+        if ftype == 0:
+            pred = 0
+        elif ftype == 1:
+            pred = left
+        elif ftype == 2:
+            pred = up
+        elif ftype == 3:
+            pred = (left + up) // 2
+        else:
+            p = left + up - upleft
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - upleft)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+        rows.append(bytes([ftype]) + ((line - pred) & 255).astype(np.uint8).tobytes())
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
+def _to8(v16):
+    return np.uint8(np.round(v16.astype(np.float64) * 255 / 65535))
+
+
+def test_read_image_formats_and_bit_depths(tmp_path):
+    rng = np.random.default_rng(5)
+    g8 = rng.integers(0, 256, (9, 13), np.uint8)
+    c8 = rng.integers(0, 256, (9, 13, 3), np.uint8)
+    g16 = rng.integers(0, 65536, (9, 13), np.uint16)
+    c16 = rng.integers(0, 65536, (9, 13, 3), np.uint16)
+    for ext in ("png", "bmp", "tif"):  # lossless 8-bit
+        Image.fromarray(g8).save(tmp_path / f"g8.{ext}")
+        Image.fromarray(c8).save(tmp_path / f"c8.{ext}")
+        np.testing.assert_array_equal(sources.read_image(tmp_path / f"g8.{ext}"), g8[..., None])
+        np.testing.assert_array_equal(sources.read_image(tmp_path / f"c8.{ext}"), c8)
+    smooth = np.stack([*np.meshgrid(np.arange(13) * 19, np.arange(9) * 28), np.full((9, 13), 90)],
+                      -1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "c8.jpg", quality=100, subsampling=0)
+    jpg = sources.read_image(tmp_path / "c8.jpg")
+    assert jpg.shape == smooth.shape and np.abs(jpg.astype(int) - smooth).max() <= 3
+    # 16 bit: v / 65535 to the nearest 8-bit level (Pillow's convert('L') would clip to 255)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    Image.fromarray(g16).save(tmp_path / "g16.tif")
+    for ext in ("png", "tif"):
+        got = sources.read_image(tmp_path / f"g16.{ext}")
+        np.testing.assert_array_equal(got, _to8(g16)[..., None])
+    assert np.asarray(Image.open(tmp_path / "g16.png").convert("L")).max() == 255  # the trap
+    _png16_colour(tmp_path / "c16.png", c16)
+    np.testing.assert_array_equal(sources.read_image(tmp_path / "c16.png"), _to8(c16))
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "c16.png")), _to8(c16))
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "c16.tif", c16)
+    np.testing.assert_array_equal(sources.read_image(tmp_path / "c16.tif"), _to8(c16))
+    # gray networks: BT.601 luma as PIL 'L'; gray to colour: repeated
+    gray = sources.read_image(tmp_path / "c8.png", channels=1)
+    np.testing.assert_array_equal(gray[..., 0], np.asarray(Image.fromarray(c8).convert("L")))
+    r, g, b = (c8[..., i].astype(float) for i in range(3))
+    assert np.abs(gray[..., 0] - (0.299 * r + 0.587 * g + 0.114 * b)).max() <= 0.5 + 1e-6
+    np.testing.assert_array_equal(sources.read_image(tmp_path / "g8.png", channels=3),
+                                  np.repeat(g8[..., None], 3, axis=-1))
+
+
+def test_folder_of_mixed_formats_and_pairs(tmp_path):
+    rng = np.random.default_rng(6)
+    imgs = [rng.integers(0, 256, (8, 10, 3), np.uint8) for _ in range(3)]
+    _write(tmp_path / "clean" / "a.bmp", imgs[0])
+    _write(tmp_path / "clean" / "b.tif", imgs[1])
+    ds = data.load_dataset("folder", data_dir=tmp_path / "clean")
+    assert [ex["name"] for ex in ds] == ["a", "b"]
+    np.testing.assert_array_equal(ds[1]["image"], imgs[1])
+    _write(tmp_path / "pairs" / "blur" / "f1.bmp", imgs[0])
+    _write(tmp_path / "pairs" / "sharp" / "f1.png", imgs[2])  # same name, other suffix
+    ds = data.load_dataset("folder", data_dir=tmp_path / "pairs")
+    assert ds[0]["has_sharp"]
+    np.testing.assert_array_equal(ds[0]["sharp"], imgs[2])
+    _write(tmp_path / "clean" / "a.png", imgs[2])
+    with pytest.raises(ValueError, match="a.bmp and a.png would both be image 'a'"):
+        data.load_dataset("folder", data_dir=tmp_path / "clean")
+
+
+def test_unreadable_file_is_named(tmp_path):
+    rng = np.random.default_rng(7)
+    _write(tmp_path / "a.png", rng.integers(0, 256, (32, 32), np.uint8))
+    _write(tmp_path / "b.png", rng.integers(0, 256, (32, 32), np.uint8))
+    whole = (tmp_path / "b.png").read_bytes()
+    (tmp_path / "b.png").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(data.ImageReadError, match=f"cannot read image {tmp_path / 'b.png'}"):
+        data.load_dataset("folder", data_dir=tmp_path)
+    (tmp_path / "b.png").write_bytes(b"not an image at all")
+    with pytest.raises(data.ImageReadError, match="b.png"):
+        data.load_dataset("folder", data_dir=tmp_path)
+
+
+def test_reference_status(tmp_path):
+    """Published numbers are only printed beside the published set itself."""
+    shared = require_shared("data", "set12")
+    ok, why = data.reference_status(data.resolve_source("set12", shared))
+    assert ok and "SHA-256 verified" in why
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("01.png", "02.png"):
+        (few / name).write_bytes((shared / name).read_bytes())
+    ok, why = data.reference_status(data.resolve_source("set12", few))
+    assert not ok and "custom data: 2 file(s)" in why
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for i in range(1, 13):  # the right names, other pictures
+        _write(fake / f"{i:02d}.png", np.full((16, 16), i, np.uint8))
+    ok, why = data.reference_status(data.resolve_source("set12", fake))
+    assert not ok and "not its contents" in why
+    ok, why = data.reference_status(data.resolve_source("folder", shared))
+    assert not ok and "custom data" in why
+    gopro = require_shared("data", "gopro")
+    ok, why = data.reference_status(data.resolve_source("gopro", gopro.parent))
+    assert ok and "GOPR0384_11_00" in why

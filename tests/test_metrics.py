@@ -23,9 +23,21 @@ def _noisy(clean_u8, sigma, seed):
     return np.clip(np.round(clean_u8 + rng.normal(0, sigma, clean_u8.shape)), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def batches(shared_data):
-    """{kind: (noisy uint8 batch, clean uint8 batch)}; one shape per batch, noise 5..50."""
+def _crop(img, size):
+    """The centre ``size`` x ``size`` crop (or the image, when ``size`` is None)."""
+    if size is None:
+        return img
+    t, l = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+    return img[t:t + size, l:l + size]
+
+
+@pytest.fixture(scope="module", params=[pytest.param(72, id="crops"),
+                                        pytest.param(None, id="full", marks=pytest.mark.slow)])
+def batches(shared_data, request):
+    """{kind: (noisy uint8 batch, clean uint8 batch)}; one shape per batch, noise 5..50. The
+    fast suite compares on 72x72 centre crops (every code path, edges included); the full
+    images run under -m slow."""
+    size = request.param
     out = {}
     set12 = [_read(shared_data / "set12" / f"{i:02d}.png", "L") for i in (1, 2, 8, 9)]
     out["gray256"] = set12[:2]
@@ -37,6 +49,7 @@ def batches(shared_data):
     out["rgb_set12"] = [np.stack([rgb3[0][..., 0], rgb3[1][..., 0], 255 - rgb3[0][..., 0]], -1)]
     assert out["bsd68"][0].shape == out["bsd68"][1].shape
     result = {}
+    out = {kind: [_crop(c, size) for c in clean] for kind, clean in out.items()}
     for kind, clean in out.items():
         noisy = [_noisy(c, s, i) for i, (c, s) in enumerate(zip(clean, (5, 25, 50, 15)))]
         result[kind] = (np.stack(noisy), np.stack(clean))

@@ -141,7 +141,7 @@ def test_authors_metrics_match_old_skimage_defaults():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors'\]"):
+    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors', 'gopro'\]"):
         get_protocol("kair")
     proto = get_protocol("standard")
     with pytest.raises(ValueError, match="uint8"):
@@ -154,3 +154,96 @@ def test_errors():
             proto.degrade(x, bad, "x")
     with pytest.raises(ValueError, match="smaller than d=32"):
         get_protocol("authors").prepare(np.zeros((20, 64), np.uint8), "x")
+
+
+# ------------------------------------------------------------------------------ the interface
+def _clean_example(h=40, w=52, c=1, seed=0, name="img"):
+    return {"image": _image(h, w, c, seed), "name": name}
+
+
+def _paired_example(h=24, w=32, sharp=True, seed=0, name="f1"):
+    rng = np.random.default_rng(seed)
+    blur = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return {"blur": blur, "sharp": rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if sharp
+            else np.zeros((0, 0, 3), np.uint8), "has_sharp": sharp, "name": name}
+
+
+@pytest.mark.parametrize("name", ["standard", "authors"])
+def test_denoising_problem_is_prepare_then_degrade(name):
+    proto = get_protocol(name)
+    ex = _clean_example(64, 96, 1, seed=3, name="test007")
+    prob = proto.problem(ex, 25)
+    clean, meta = proto.prepare(ex["image"], ex["name"])
+    assert isinstance(prob, P.Problem) and prob.name == "test007" and prob.params_extra == {}
+    np.testing.assert_array_equal(prob.clean, clean)
+    np.testing.assert_array_equal(prob.y, proto.degrade(clean, 25, "test007"))
+    assert prob.y.dtype == np.float32 and prob.y.shape == clean.shape
+    restored = np.clip(prob.clean + 0.01, 0, 1).astype(np.float32)
+    assert proto.evaluate(restored, prob.meta) == proto.metrics(
+        proto.finalize(restored, meta), meta["reference"])
+
+
+def test_conditions_are_validated_and_deduplicated():
+    proto = get_protocol("standard")
+    assert proto.conditions(None) == ([25], [])  # the default
+    conds, notes = proto.conditions([25, 15.0, 25, 50, 15])
+    assert conds == [25, 15, 50] and all(isinstance(c, int) for c in conds)
+    assert len(notes) == 2 and "25 was given more than once" in notes[0]
+    assert proto.conditions([25.5]) == ([25.5], [])
+    for bad in (-5, 0, float("nan"), "x"):
+        with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+            proto.conditions([bad])
+    assert [proto.condition_key(c) for c in conds] == ["25", "15", "50"]
+    assert proto.condition_label(25.5) == "sigma=25.5"
+
+
+def test_gopro_problem_and_scores():
+    proto = get_protocol("gopro")
+    assert proto.task == "deblur" and proto.paired and proto.conditions(None) == (["recorded"], [])
+    with pytest.raises(ValueError, match="one condition"):
+        proto.conditions([25])
+    ex = _paired_example()
+    prob = proto.problem(ex, "recorded")
+    np.testing.assert_array_equal(prob.y, ex["blur"].astype(np.float32) / 255)
+    np.testing.assert_array_equal(prob.clean, ex["sharp"].astype(np.float32) / 255)
+    out = np.clip(prob.clean + np.float32(0.3 / 255), 0, 1)  # rounds back to the sharp frame
+    assert proto.evaluate(out, prob.meta)["psnr"] == np.inf
+    noisy = np.clip(prob.clean + 0.02, 0, 1).astype(np.float32)
+    std = get_protocol("standard")  # scored exactly as `standard` scores
+    assert proto.evaluate(noisy, prob.meta) == std.metrics(std.finalize(noisy, {}), ex["sharp"])
+    unscored = proto.problem(_paired_example(sharp=False), "recorded")
+    assert unscored.clean is None and proto.evaluate(unscored.y, unscored.meta) is None
+
+
+def test_protocols_refuse_the_other_kind_of_example():
+    with pytest.raises(ValueError, match="needs examples with 'image'.*'gopro'"):
+        get_protocol("standard").problem(_paired_example(), 25)
+    with pytest.raises(ValueError, match="needs examples with 'blur'.*'standard' or 'authors'"):
+        get_protocol("gopro").problem(_clean_example(), "recorded")
+
+
+@pytest.mark.parametrize("name", ["standard", "authors", "gopro"])
+def test_non_finite_output_is_never_scored(name):
+    proto = get_protocol(name)
+    prob = (proto.problem(_paired_example(sharp=False), "recorded") if proto.paired
+            else proto.problem(_clean_example(64, 64), 25))
+    out = np.array(prob.y if prob.clean is None else prob.clean, np.float32)
+    out[3, 4, 0] = np.nan
+    with pytest.raises(P.NonFiniteOutput, match="1 NaN/Inf value"):
+        proto.evaluate(out, prob.meta)  # also without a reference: never silently passed
+    out[3, 4, 0] = np.inf
+    with pytest.raises(P.NonFiniteOutput):
+        proto.evaluate(out, prob.meta)
+
+
+def test_authors_rotation_is_the_library_rule():
+    from dynpnp_jax import validation
+
+    proto = get_protocol("authors")
+    img = _image(96, 64, 1, seed=8)  # portrait
+    x, meta = proto.prepare(img, "p")
+    assert meta["rotated"] and validation.needs_landscape(img.shape, mode="authors")
+    np.testing.assert_array_equal(meta["reference"],
+                                  validation.to_landscape(img, True).astype(np.float32) / 255)
+    np.testing.assert_array_equal(validation.to_landscape(meta["reference"], True, inverse=True),
+                                  img.astype(np.float32) / 255)

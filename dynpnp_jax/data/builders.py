@@ -1,4 +1,4 @@
-"""TFDS builders for the test sets: set12, bsd68, gopro and any folder of PNGs.
+"""TFDS builders for the test sets: set12, bsd68, gopro and any folder of images.
 
 They work with ``tensorflow-datasets`` alone (TensorFlow not installed): images are stored as
 ``tfds.features.Tensor(shape=(None, None, C), dtype=np.uint8, encoding='zlib')`` rather than
@@ -8,8 +8,10 @@ They work with ``tensorflow-datasets`` alone (TensorFlow not installed): images 
 
 Each builder has one split, ``test``, written in name order (``disable_shuffling``). Features:
 
-* clean sets (set12, bsd68, folder of PNGs): ``image`` uint8 (H, W, C) and ``name`` (the file
-  stem, e.g. '01'). Set12/BSD68 are gray, C = 1; a folder keeps each file's kind (C = 1 or 3).
+* clean sets (set12, bsd68, folder of images): ``image`` uint8 (H, W, C) and ``name`` (the
+  file stem, e.g. '01'). Set12/BSD68 are gray, C = 1; a folder keeps each file's kind (C = 1 or
+  3). Files are read by ``sources.read_image`` (PNG/BMP/JPEG/TIFF, 8 or 16 bit: see
+  ``sources.BIT_DEPTH_RULE``); a file that cannot be read stops the build with its path.
 * paired sets (gopro, folder with ``blur/`` + ``sharp/``): ``blur`` uint8 (H, W, 3 or C),
   ``sharp`` of the same shape, ``has_sharp`` (bool) and ``name``. Where no sharp frame exists
   (offline GoPro has only frame 000001's) ``has_sharp`` is False and ``sharp`` is a zero-size
@@ -72,7 +74,7 @@ class _PngBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                              f"{'paired' if self._paired() else 'clean'} images. Fix: build the "
                              f"source with sources.resolve() for the same dataset name.")
         config = tfds.core.BuilderConfig(
-            name=f"src_{source.fingerprint}", description=f"PNG files under {source.root}")
+            name=f"src_{source.fingerprint}", description=f"image files under {source.root}")
         data_dir = Path(data_dir) if data_dir is not None else paths.cache_dir() / "tfds"
         super().__init__(data_dir=str(data_dir), config=config, file_format="array_record")
 
@@ -109,9 +111,9 @@ class _PngBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _generate_examples(self):
         for item in self._source.items:
             if self._paired():
-                blur = sources.read_png(item.blur, self.CHANNELS)
+                blur = sources.read_image(item.blur, self.CHANNELS)
                 if item.sharp is not None:
-                    sharp = sources.read_png(item.sharp, blur.shape[-1])
+                    sharp = sources.read_image(item.sharp, blur.shape[-1])
                     if sharp.shape != blur.shape:
                         raise ValueError(
                             f"{self.name}: sharp image {item.sharp} has shape {sharp.shape}, its "
@@ -122,7 +124,7 @@ class _PngBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 yield item.name, {"blur": blur, "sharp": sharp,
                                   "has_sharp": item.sharp is not None, "name": item.name}
             else:
-                yield item.name, {"image": sources.read_png(item.image, self.CHANNELS),
+                yield item.name, {"image": sources.read_image(item.image, self.CHANNELS),
                                   "name": item.name}
 
 
@@ -163,8 +165,9 @@ class Gopro(_PngBuilder, skip_registration=True):
 
 
 class Folder(_PngBuilder, skip_registration=True):
-    """Any folder of PNGs: clean images (``image``), or ``blur/`` + optional ``sharp/`` pairs
-    matched by file name. Gray files stay 1-channel, all others become RGB."""
+    """Any folder of images (PNG, BMP, JPEG, TIFF; 8 or 16 bit): clean images (``image``), or
+    ``blur/`` + optional ``sharp/`` pairs matched by name. Gray files stay 1-channel, all others
+    become RGB."""
 
     def _paired(self) -> bool:
         return self._source.paired

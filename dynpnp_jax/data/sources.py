@@ -1,4 +1,5 @@
-"""Where a dataset's source PNGs are, what they are, and how to fetch the public ones.
+"""Where a dataset's source images are, what they are, how to read them, and how to fetch the
+public ones.
 
 A *source* is the list of image files one builder turns into TFDS records, resolved as:
 
@@ -16,6 +17,13 @@ Every source has a ``fingerprint``: a hash of its root path and of each file's r
 size and modification time. The builders key their prepared TFDS data by it, so a changed,
 added or removed file means a new build, never a stale cache. (Contents are not hashed: that
 would read the whole GOPRO_Large set on every load.)
+
+Separately, :func:`reference_status` says whether a source *is* the published test set (the
+file names and a SHA-256 digest of the contents match the upstream copy): only then does a
+report print published numbers beside its own.
+
+Files are read by :func:`read_image`: PNG, BMP, JPEG, TIFF; 8 or 16 bits per channel
+(``BIT_DEPTH_RULE``); gray/colour conversions by ``GRAY_RULE`` (ITU-R BT.601 luma, as PIL).
 """
 from __future__ import annotations
 
@@ -23,7 +31,9 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import struct
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +82,33 @@ class Source:
     fingerprint: str
 
 
-def list_pngs(folder: Path) -> list[Path]:
-    """The ``*.png`` files (any case) directly in ``folder``, sorted by name."""
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# How images become the uint8 records every protocol starts from (stated once; results.json
+# repeats it).
+BIT_DEPTH_RULE = ("8-bit files as they are; 16-bit files (PNG, TIFF) scaled to [0, 1] by "
+                  "v / 65535 and stored as the nearest 8-bit level round(v * 255 / 65535): every "
+                  "protocol's reference is 8-bit")
+GRAY_RULE = ("colour to gray: ITU-R BT.601 luma as PIL convert('L') computes it, "
+             "L = R * 299/1000 + G * 587/1000 + B * 114/1000 (rounded) on the 8-bit image; gray to "
+             "colour: the channel repeated 3 times; alpha dropped")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded (truncated, corrupt, unsupported); names the file."""
+
+
+def list_images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files (``suffixes``, any case) directly in ``folder``, sorted by name."""
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()),
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file()),
                   key=lambda p: p.name)
+
+
+def list_pngs(folder: Path) -> list[Path]:
+    """The ``*.png`` files (any case) directly in ``folder``, sorted by name."""
+    return list_images(folder, (".png",))
 
 
 def fingerprint(root: Path, files: list[Path]) -> str:
@@ -89,22 +120,168 @@ def fingerprint(root: Path, files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def read_png(path: Path, channels: int | None = None) -> np.ndarray:
-    """Reads an 8-bit image as uint8 (H, W, C).
+def to_gray(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> (H, W, 1) by ITU-R BT.601 luma, exactly as PIL ``convert('L')``
+    (``GRAY_RULE``); a (H, W, 1) image is returned as it is."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        return img
+    lum = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).convert("L"))
+    return lum[..., None]
+
+
+def to_channels(img: np.ndarray, channels: int | None) -> np.ndarray:
+    """uint8 (H, W, C) with ``channels`` channels by ``GRAY_RULE`` (None: unchanged)."""
+    c = img.shape[-1]
+    if channels is None or c == channels:
+        return img
+    if channels == 1 and c == 3:
+        return to_gray(img)
+    if channels == 3 and c == 1:
+        return np.repeat(img, 3, axis=-1)
+    raise ValueError(f"to_channels: cannot convert a {c}-channel image to {channels} channels; "
+                     f"expected 1 or 3 on both sides. Fix: pass a gray or RGB image.")
+
+
+def _u16_to_u8(arr: np.ndarray) -> np.ndarray:
+    # round(v * 255 / 65535) in integers (no ties: 65535 = 255 * 257 is odd)
+    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _png_16bit_colour(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(29)
+    # signature (8) + length (4) + b'IHDR' + width, height (8) + bit depth + colour type
+    return (len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+            and head[24] == 16 and head[25] in (2, 6))
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def _read_png16_colour(path: Path) -> np.ndarray:
+    """A 16-bit RGB(A) PNG as uint16 (H, W, 3): Pillow would keep only the high byte."""
+    data = Path(path).read_bytes()
+    pos, idat, ihdr = 8, [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if len(body) != length:
+            raise ImageReadError(f"truncated PNG chunk {kind!r}")
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if ihdr is None or not idat:
+        raise ImageReadError("no IHDR/IDAT chunk (truncated file?)")
+    w, h, depth, ctype, _, _, interlace = ihdr
+    if interlace:
+        raise ImageReadError("interlaced 16-bit colour PNGs are not supported; re-save it "
+                             "without interlacing")
+    bpp = 6 if ctype == 2 else 8
+    stride = w * bpp
+    raw = zlib.decompress(b"".join(idat))
+    if len(raw) < h * (stride + 1):
+        raise ImageReadError(f"image data holds {len(raw)} bytes, expected {h * (stride + 1)} "
+                             f"(truncated file?)")
+    rows = np.frombuffer(raw, np.uint8)[:h * (stride + 1)].reshape(h, stride + 1)
+    out = np.zeros((h, stride), np.uint8)
+    prev = np.zeros(stride, np.int32)
+    for r in range(h):
+        ftype, line = rows[r, 0], rows[r, 1:].astype(np.int32)
+        if ftype == 0:
+            cur = line
+        elif ftype == 1:  # Sub: a running sum per byte lane
+            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) & 255
+        elif ftype == 2:  # Up
+            cur = (line + prev) & 255
+        elif ftype in (3, 4):  # Average, Paeth: depend on the reconstructed left pixel
+            cur = np.zeros(stride, np.int32)
+            left, upleft = np.zeros(bpp, np.int32), np.zeros(bpp, np.int32)
+            for i in range(0, stride, bpp):
+                up = prev[i:i + bpp]
+                pred = (left + up) // 2 if ftype == 3 else _paeth(left, up, upleft)
+                left = (line[i:i + bpp] + pred) & 255
+                cur[i:i + bpp] = left
+                upleft = up
+        else:
+            raise ImageReadError(f"unknown PNG filter type {ftype} in row {r}")
+        out[r] = cur
+        prev = cur
+    arr = out.view(">u2").reshape(h, w, bpp // 2).astype(np.uint16)
+    return arr[..., :3]
+
+
+def _tiff_16bit_colour(im) -> bool:
+    bits = getattr(im, "tag_v2", {}).get(258)
+    return isinstance(bits, tuple) and len(bits) >= 3 and bits[0] == 16
+
+
+def _decode(path: Path) -> np.ndarray:
+    """uint8 (H, W, 1) or (H, W, 3) of any supported file (see ``read_image``)."""
+    with Image.open(path) as im:
+        if im.format == "PNG" and _png_16bit_colour(path):
+            return _u16_to_u8(_read_png16_colour(path))
+        if im.format == "TIFF" and _tiff_16bit_colour(im):
+            try:
+                import tifffile
+            except ImportError as err:
+                raise ImageReadError("a 16-bit colour TIFF needs the tifffile package (Pillow "
+                                     "reads only its high byte); pip install tifffile") from err
+            arr = np.asarray(tifffile.imread(path))
+            if arr.ndim != 3 or arr.shape[-1] not in (3, 4) or arr.dtype != np.uint16:
+                raise ImageReadError(f"expected a (H, W, 3) uint16 TIFF, got {arr.shape} "
+                                     f"{arr.dtype}")
+            return _u16_to_u8(arr[..., :3])
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            arr = np.asarray(im)
+            if im.mode == "I" and (arr.min() < 0 or arr.max() > 65535):
+                raise ImageReadError(f"32-bit integer image with values {arr.min()}..{arr.max()}"
+                                     f"; expected 8 or 16 bits per channel")
+            return _u16_to_u8(arr)[..., None]
+        if im.mode == "F":
+            raise ImageReadError("a floating-point image; expected 8 or 16 bits per channel "
+                                 "(convert it to an 8- or 16-bit PNG)")
+        gray = im.mode in ("L", "LA", "1")
+        arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_image(path: Path, channels: int | None = None) -> np.ndarray:
+    """Reads a PNG, BMP, JPEG or TIFF file as uint8 (H, W, C).
+
+    8-bit files are read as they are; 16-bit ones (gray or colour PNG and TIFF) by
+    ``BIT_DEPTH_RULE`` (not Pillow's ``convert``, which clips 16-bit gray values to 255 and
+    keeps only the high byte of 16-bit colour). Channels by ``GRAY_RULE``.
 
     Args:
       path: the image file.
-      channels: 1 (convert to luminance 'L'), 3 (convert to 'RGB'), or None to keep gray
-        images gray (C=1) and make everything else RGB (C=3; alpha is dropped).
+      channels: 1 (gray: BT.601 luma of a colour file), 3 (RGB), or None to keep gray files
+        gray (C=1) and make everything else RGB (C=3; alpha is dropped).
+
+    Raises:
+      ImageReadError: the file cannot be decoded (truncated, corrupt, unsupported), naming it.
     """
-    with Image.open(path) as im:
-        if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            raise ValueError(f"read_png: {path} is a {im.mode!r} (16-bit/float) image; expected "
-                             f"8 bits per channel. Fix: convert it to 8-bit PNG first.")
-        if channels is None:
-            channels = 1 if im.mode in ("L", "LA", "1") else 3
-        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    return arr[..., None] if arr.ndim == 2 else arr
+    path = Path(path)
+    try:
+        arr = _decode(path)
+    except ImageReadError as err:
+        raise ImageReadError(f"cannot read image {path}: {err}. Fix: re-export the file as an "
+                             f"8- or 16-bit PNG, or remove it from the folder.") from None
+    except (OSError, SyntaxError, ValueError, zlib.error, struct.error, EOFError) as err:
+        raise ImageReadError(f"cannot read image {path}: {type(err).__name__}: {err} (truncated "
+                             f"or corrupt file?). Fix: re-export or re-download the file, or "
+                             f"remove it from the folder.") from err
+    return to_channels(arr, channels)
+
+
+read_png = read_image  # the old name
 
 
 def _verify_digest(folder: Path, files: tuple[str, ...]) -> str:
@@ -164,19 +341,30 @@ def _dataset_folder(root: Path, aliases: tuple[str, ...], has_it) -> Path | None
     return None
 
 
+def _unique_stems(files: list[Path], where: Path) -> None:
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen:
+            raise ValueError(f"{where}: {seen[f.stem].name} and {f.name} would both be image "
+                             f"{f.stem!r}; expected one file per name. Fix: rename or remove one.")
+        seen[f.stem] = f
+
+
 def _clean_source(name: str, folder: Path) -> Source:
-    files = list_pngs(folder)
+    files = list_images(folder)
+    _unique_stems(files, folder)
     items = tuple(Item(name=f.stem, image=f) for f in files)
     return Source(name, folder, items, paired=False, fingerprint=fingerprint(folder, files))
 
 
 def _paired_items(seq_dir: Path, prefix: str = "") -> list[Item]:
-    """blur/*.png of one folder, each with its sharp/ twin of the same file name when present."""
-    items = []
-    for b in list_pngs(seq_dir / "blur"):
-        s = seq_dir / "sharp" / b.name
-        items.append(Item(name=prefix + b.stem, blur=b, sharp=s if s.is_file() else None))
-    return items
+    """blur/* images of one folder, each with its sharp/ twin of the same name (the same file
+    name, else the same stem with another image suffix) when present."""
+    blurs, sharps = list_images(seq_dir / "blur"), list_images(seq_dir / "sharp")
+    _unique_stems(blurs, seq_dir / "blur")
+    _unique_stems(sharps, seq_dir / "sharp")
+    by_stem = {f.stem: f for f in sharps}
+    return [Item(name=prefix + b.stem, blur=b, sharp=by_stem.get(b.stem)) for b in blurs]
 
 
 def _paired_source(name: str, root: Path, items: list[Item]) -> Source:
@@ -186,7 +374,7 @@ def _paired_source(name: str, root: Path, items: list[Item]) -> Source:
 
 
 def _gopro_items(folder: Path) -> list[Item]:
-    if list_pngs(folder / "blur"):  # one sequence: <folder>/blur, <folder>/sharp
+    if list_images(folder / "blur"):  # one sequence: <folder>/blur, <folder>/sharp
         return _paired_items(folder)
     test = folder / "test"  # GOPRO_Large: <folder>/test/<sequence>/{blur,sharp}
     seqs = sorted(p for p in test.iterdir() if p.is_dir()) if test.is_dir() else []
@@ -203,7 +391,8 @@ def resolve(name: str, data_dir: str | os.PathLike | None = None) -> Source:
     Args:
       name: 'set12', 'bsd68', 'gopro' or 'folder'.
       data_dir: a data root (or the dataset folder itself); required for 'folder', where it is
-        the folder of PNGs or of ``blur/`` (+ optional ``sharp/``) sub-folders.
+        the folder of images (``IMAGE_SUFFIXES``) or of ``blur/`` (+ optional ``sharp/``)
+        sub-folders.
 
     Raises:
       FileNotFoundError: naming the folder(s) searched, what was expected, and the fix.
@@ -212,22 +401,24 @@ def resolve(name: str, data_dir: str | os.PathLike | None = None) -> Source:
     if name == "folder":
         if explicit is None:
             raise ValueError("load_dataset('folder'): `data_dir` is required, got None. Fix: "
-                             "pass data_dir=<a folder of PNGs, or with blur/ and sharp/>.")
+                             "pass data_dir=<a folder of images, or with blur/ and sharp/>.")
         if not explicit.is_dir():
             raise _missing(name, f"at data_dir={explicit} (no such folder)",
-                           "a folder of *.png, or blur/*.png with an optional sharp/",
+                           "a folder of images, or blur/ with an optional sharp/",
                            "check the path.")
         if (explicit / "blur").is_dir():
             items = _paired_items(explicit)
             if not items:
-                raise _missing(name, f"in {explicit / 'blur'}", "blur/*.png files",
-                               "put the blurred PNGs in blur/ (sharp twins, same names, in "
+                raise _missing(name, f"in {explicit / 'blur'}",
+                               f"blur/ image files ({', '.join(IMAGE_SUFFIXES)})",
+                               "put the blurred images in blur/ (sharp twins, same names, in "
                                "sharp/).")
             return _paired_source(name, explicit, items)
-        if not list_pngs(explicit):
-            raise _missing(name, f"in data_dir={explicit} (the folder is empty of *.png)",
-                           "*.png files directly in it, or blur/ and sharp/ sub-folders",
-                           "point data_dir at the folder that holds the PNGs.")
+        if not list_images(explicit):
+            raise _missing(name, f"in data_dir={explicit} (the folder holds no image files)",
+                           f"image files ({', '.join(IMAGE_SUFFIXES)}) directly in it, or "
+                           f"blur/ and sharp/ sub-folders",
+                           "point data_dir at the folder that holds the images.")
         return _clean_source(name, explicit)
 
     root = explicit if explicit is not None else paths.data_dir()
@@ -240,10 +431,59 @@ def resolve(name: str, data_dir: str | os.PathLike | None = None) -> Source:
         return _paired_source(name, folder, _gopro_items(folder))
 
     aliases, *_ = _PUBLIC[name]
-    folder = _dataset_folder(root, aliases, list_pngs) if root else None
+    folder = _dataset_folder(root, aliases, list_images) if root else None
     if folder is None and explicit is not None:
         raise _missing(name, f"under data_dir={explicit} (tried {', '.join(aliases)} and the "
                        f"folder itself)", f"{aliases[0]}/*.png",
                        f"pass the folder that holds {aliases[0]}/, or data_dir=None to use "
                        f"$DYNPNP_DATA / shared/data / a download.")
     return _clean_source(name, folder if folder is not None else download_testset(name))
+
+
+# Digests (over "relative path:sha256" lines) of local copies that are the published sets
+# without a download: the offline GoPro sample (20 blur frames of GOPR0384_11_00 + the sharp
+# frame 000001) in shared/data.
+_KNOWN_DIGESTS = {
+    "gopro": {"4ee192aab850f679b3c788aaefee545d34ee794d7df80864c6fd925ed15096ec":
+              "the offline GoPro sample: 20 frames of test sequence GOPR0384_11_00"},
+}
+GOPRO_TEST_FRAMES = 1111
+
+
+def _content_digest(root: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()}:{hashlib.sha256(f.read_bytes()).hexdigest()}"
+                 f"\n".encode())
+    return h.hexdigest()
+
+
+def reference_status(source: Source) -> tuple[bool, str]:
+    """Whether ``source`` is the published test set its name says, and how that was decided.
+
+    Set12/BSD68: the exact file names of cszn/DnCNN ``testsets`` and their SHA-256 digest.
+    GoPro: the offline sample (by digest) or the full test set (1111 frames in
+    ``<sequence>/<frame>`` form; too large to hash on every run). ``folder``: never.
+
+    Returns ``(is_reference, reason)``.
+    """
+    if source.name in _PUBLIC:
+        _, upstream, names, digest = _PUBLIC[source.name]
+        files = [it.image for it in source.items]
+        if tuple(f.name for f in files) != names:
+            return False, (f"custom data: {len(files)} file(s) in {source.root}, not the "
+                           f"{len(names)} files of cszn/DnCNN testsets/{upstream}")
+        if _verify_digest(source.root, names) != digest:
+            return False, (f"custom data: the files in {source.root} have the names of "
+                           f"{upstream} but not its contents (SHA-256 differs)")
+        return True, f"cszn/DnCNN testsets/{upstream} (SHA-256 verified)"
+    if source.name == "gopro":
+        files = sorted(p for it in source.items for p in (it.blur, it.sharp) if p is not None)
+        if len(files) <= 64:
+            known = _KNOWN_DIGESTS["gopro"].get(_content_digest(source.root, files))
+            if known:
+                return True, f"{known} (SHA-256 verified)"
+        if len(source.items) == GOPRO_TEST_FRAMES and all("/" in it.name for it in source.items):
+            return True, f"GOPRO_Large test set ({GOPRO_TEST_FRAMES} frames, by count and layout)"
+        return False, f"custom data: {len(source.items)} frame(s) in {source.root}"
+    return False, f"custom data: a folder ({source.root})"
