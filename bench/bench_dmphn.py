@@ -14,7 +14,7 @@ Frame configurations (DMPHN 1-2-4, the same converted weights everywhere):
   ``jax.jit(net.prior)``;
 * ``jax-convT`` (unless ``--no-before``): the same with the decoder's transposed convolutions
   computed by ``flax.linen.ConvTranspose`` as before (same parameters; the port before the phase
-  decomposition of :class:`dynpnp_jax.models.dmphn.ConvTranspose4x4s2`);
+  decomposition of :class:`dynpnp_jax.zoo.dmphn.ConvTranspose4x4s2`);
 * ``torch``: the PyTorch reference of ``tests/test_dmphn.py`` (written from upstream
   ``models.py`` / ``DMPHN_1_2_4_test.py``), eval mode, ``torch.no_grad()``, with the *same
   converted* weights (exported by the parent to an ``.npz`` in torch layout, so the torch child
@@ -91,7 +91,7 @@ def _timed(fn):
 def _use_flax_conv_transpose() -> None:
     """The port before the phase decomposition: flax's ConvTranspose with the same parameters."""
     import flax.linen as nn
-    from dynpnp_jax.models import dmphn
+    from dynpnp_jax.zoo import dmphn
 
     def deconv(features, name, dtype):
         return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
@@ -164,7 +164,7 @@ def _setup_layer_jax(args):
     import jax
 
     sys.path.insert(0, str(ROOT))
-    from dynpnp_jax.models.dmphn import ConvTranspose4x4s2
+    from dynpnp_jax.zoo.dmphn import ConvTranspose4x4s2
 
     fns = {}
     for i, (x, k, b) in enumerate(_layer_inputs()):

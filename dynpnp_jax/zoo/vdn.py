@@ -308,7 +308,7 @@ def vdn_outputs(net, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 # VDN checkpoints (zsyOAOA/VDNet ``model_state/model_state_*``) -> Flax variables.
 #
 # The released files are ``torch.save(net.state_dict())`` of an ``nn.DataParallel(VDN(3))``, so every
-# key starts with ``module.`` (stripped here). Key mapping (see :mod:`dynpnp_jax.models.vdn`)::
+# key starts with ``module.`` (stripped here). Key mapping (see :mod:`dynpnp_jax.zoo.vdn`)::
 #
 #     DNet.down_path.{i}.block.{0,2}.*           -> DNet/down{i}/conv{0,1}/*
 #     DNet.up_path.{j}.up.*                      -> DNet/up{j}/up/*
@@ -377,7 +377,7 @@ def _conv(sd: dict, key: str, used: set) -> dict:
 
 
 def vdn_from_state_dict(sd: _Mapping[str, _np.ndarray]) -> dict:
-    """Flax :class:`~dynpnp_jax.models.vdn.VDN` variables from a VDNet state dict.
+    """Flax :class:`~dynpnp_jax.zoo.vdn.VDN` variables from a VDNet state dict.
 
     Accepts keys with or without the ``module.`` prefix of ``nn.DataParallel``. Raises
     ``ValueError`` on missing or unexpected keys.
