@@ -141,7 +141,8 @@ def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Arra
     l1 = jnp.sum(jnp.abs(gx), axis=(1, 2, 3)) + jnp.sum(jnp.abs(gy), axis=(1, 2, 3))
     l2 = jnp.sqrt(jnp.sum(gx * gx, axis=(1, 2, 3)) + jnp.sum(gy * gy, axis=(1, 2, 3)))
     ratio = jnp.mean(r * r, axis=(1, 2, 3)) / noise_var
-    excess = jnp.maximum(jnp.log(ratio) - jnp.log1p(TAU), 0.0)
+    excess = (jnp.abs(jnp.log(ratio)) if TAU is None
+              else jnp.maximum(jnp.log(ratio) - jnp.log1p(TAU), 0.0))
     return jnp.log(l1 / jnp.maximum(l2, 1e-12)) + GAMMA * excess
 def default_stages(given_is_delta: bool, grid: int = 9) -> tuple:
     """The stages of :func:`search`: ``((param, values), ...)``.
