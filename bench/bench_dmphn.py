@@ -12,6 +12,8 @@ Frame configurations (DMPHN 1-2-4, the same converted weights everywhere):
 
 * ``jax``: ``load_network('dmphn-1-2-4')`` from the converted cache (no torch imported),
   ``jax.jit(net.prior)``;
+* ``jax`` again with the MALLOC thresholds below (XLA's CPU runtime also allocates its large
+  temporary buffers afresh for every call);
 * ``jax-convT`` (unless ``--no-before``): the same with the decoder's transposed convolutions
   computed by ``flax.linen.ConvTranspose`` as before (same parameters; the port before the phase
   decomposition of :class:`dynpnp_jax.zoo.dmphn.ConvTranspose4x4s2`);
@@ -456,6 +458,7 @@ def main(argv=None) -> None:
 
     labels = {"jax": "JAX jit, DMPHN 1-2-4 (phase-decomposed transposed convs)",
               "jax-convT": "JAX jit, DMPHN 1-2-4, flax ConvTranspose (before)",
+              "jax-malloc": "JAX jit + MALLOC_*_THRESHOLD_=16 GiB, DMPHN 1-2-4",
               "torch": "PyTorch eager, DMPHN 1-2-4",
               "torch-malloc": "PyTorch eager + MALLOC_*_THRESHOLD_=16 GiB, DMPHN 1-2-4"}
     frame, layer, out_tables = Rows(), Rows(), []
@@ -464,7 +467,7 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             wpath = Path(tmp) / "dmphn124.npz"
             export_weights(wpath)
-            specs = [("jax", "jax", {}, "")]
+            specs = [("jax", "jax", {}, ""), ("jax-malloc", "jax", MALLOC_ENV, "")]
             specs += [] if args.no_before else [("jax-convT", "jax-convT", {}, "")]
             for i, flags in enumerate(args.also_xla_flags):
                 labels[f"jax-flags{i}"] = f"JAX jit, DMPHN 1-2-4, XLA_FLAGS += {flags}"
@@ -491,8 +494,10 @@ def main(argv=None) -> None:
         t = frame.table(frame_labels, jx, f"DMPHN 1-2-4 forward, {Path(args.image).name} "
                                           f"({args.size[0]}x{args.size[1]}), interleaved rounds")
         med = {k: statistics.median(w for w, _ in v) for k, v in frame.runs.items() if v}
+        jm = labels["jax-malloc"]
         t += (f"\n\nPyTorch / JAX wall-time ratio (DMPHN 1-2-4): default malloc {med[tt] / med[jx]:.2f}, "
-              f"with MALLOC thresholds {med[tm] / med[jx]:.2f}")
+              f"PyTorch with MALLOC thresholds / JAX {med[tm] / med[jx]:.2f}, both with MALLOC "
+              f"thresholds {med[tm] / med[jm]:.2f}")
         if labels["jax-convT"] in med:
             t += f"; JAX speed-up over the flax-ConvTranspose port {med[labels['jax-convT']] / med[jx]:.2f}x"
         t += "\noutput means (same weights, sanity): " + ", ".join(f"{v:.6f}"

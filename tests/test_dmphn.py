@@ -280,6 +280,66 @@ def test_hierarchy_parity(tmp_path, rng, what, size):
     assert err <= 1e-4
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_phase_conv_transpose_matches_conv_transpose(dtype):
+    """ConvTranspose4x4s2 (phase form) == flax ConvTranspose with the same parameters (and torch
+    ConvTranspose2d(4, 2, 1)): same parameter names, shapes and initial values, same outputs up
+    to float rounding, odd sizes included."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    from dynpnp_jax.models.dmphn import ConvTranspose4x4s2
+
+    rng = np.random.default_rng(11)
+    dt = jnp.dtype(dtype)
+    x = jnp.asarray(rng.standard_normal((2, 7, 9, 16)), jnp.float32)
+    before = nn.ConvTranspose(8, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
+                              transpose_kernel=True, dtype=dt)
+    after = ConvTranspose4x4s2(8, dtype=dt)
+    v0, v1 = before.init(jax.random.key(3), x), after.init(jax.random.key(3), x)
+    assert jax.tree.structure(v0) == jax.tree.structure(v1)
+    assert all(bool((a == b).all()) for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v1)))
+    v = {"params": {"kernel": jnp.asarray(rng.standard_normal((4, 4, 8, 16)) * 0.2, jnp.float32),
+                    "bias": jnp.asarray(rng.standard_normal(8), jnp.float32)}}
+    y0, y1 = before.apply(v, x), after.apply(v, x)
+    assert y1.shape == y0.shape == (2, 14, 18, 8) and y1.dtype == y0.dtype == dt
+    # relative to the output scale: float32 rounding, or bfloat16's (8-bit mantissa) rounding of
+    # the operands and the output in a different summation order
+    tol = 1e-6 if dtype == "float32" else 2e-2
+    y0f, y1f = y0.astype(jnp.float32), y1.astype(jnp.float32)
+    assert float(jnp.abs(y1f - y0f).max()) <= tol * float(jnp.abs(y0f).max())
+    if torch is not None and dtype == "float32":
+        m = tnn.ConvTranspose2d(16, 8, 4, stride=2, padding=1)
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(np.asarray(v["params"]["kernel"]).transpose(3, 2, 0, 1).copy()))
+            m.bias.copy_(torch.from_numpy(np.asarray(v["params"]["bias"])))
+            ref = from_nchw(m(to_nchw(np.asarray(x))))
+        assert np.abs(np.asarray(y1) - ref).max() <= 1e-5
+    # gradients flow through the phase form like through the transposed conv
+    g0 = jax.grad(lambda v: (before.apply(v, x).astype(jnp.float32) ** 2).sum())(v)
+    g1 = jax.grad(lambda v: (after.apply(v, x).astype(jnp.float32) ** 2).sum())(v)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+        assert float(jnp.abs(a - b).max()) <= 5 * tol * float(jnp.abs(a).max())
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    """bench/bench_dmphn.py refuses bad values before running anything."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_dmphn", ROOT / "bench" / "bench_dmphn.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for argv, msg in [(["--stack-runs", "0"], "--stack-runs must be >= 1"),
+                      (["--runs", "0"], "--runs must be >= 1"),
+                      (["--threads", "-2"], "--threads must be >= 0"),
+                      (["--image", str(ROOT / "nope.png")], "no such file"),
+                      (["--image", str(ROOT / "README.md")], "not a readable image")]:
+        with pytest.raises(SystemExit) as exc:
+            bench.parse_args(argv)
+        assert exc.value.code == 2
+        assert msg in capsys.readouterr().err
+
+
 def test_split_merge_roundtrip():
     import jax.numpy as jnp
     from dynpnp_jax.zoo.dmphn import GRIDS, merge, split
@@ -426,24 +486,86 @@ CROP_MARGIN = 64
 CROP_MIN_PSNR = 53.0
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_reference_output_crop(gopro, shared_upstream, name):
+@pytest.fixture(scope="module")
+def crop_outputs(gopro, shared_upstream):
+    """``{name: (ours, theirs)}`` on each crop's interior, lazily computed once per module:
+    ``ours`` our float output x 255 (not truncated), ``theirs`` the authors' 8-bit values."""
     import jax
 
     blur, refs = gopro
-    net = _net(name, shared_upstream)
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            net = _net(name, shared_upstream)
+            t, l, h, w = CROPS[name]
+            out = jax.jit(lambda n, x: n.prior(x))(net, blur[None, t:t + h, l:l + w])
+            # margins only on cut edges (a crop edge on the frame border is the frame's own)
+            frame_h, frame_w = blur.shape[:2]
+            m = CROP_MARGIN
+            r0, r1 = (m if t > 0 else 0), (h - m if t + h < frame_h else h)
+            c0, c1 = (m if l > 0 else 0), (w - m if l + w < frame_w else w)
+            ours = np.clip(np.asarray(out[0], np.float64), 0.0, 1.0)[r0:r1, c0:c1] * 255.0
+            theirs = refs[name][t:t + h, l:l + w][r0:r1, c0:c1]
+            cache[name] = (ours, theirs)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reference_output_crop(crop_outputs, name):
+    ours, theirs = crop_outputs(name)
+    p = _psnr8(np.floor(ours), theirs)
     t, l, h, w = CROPS[name]
-    out = jax.jit(lambda n, x: n.prior(x))(net, blur[None, t:t + h, l:l + w])
-    # margins only on cut edges (a crop edge on the frame border is the frame's own border)
-    frame_h, frame_w = blur.shape[:2]
-    m = CROP_MARGIN
-    r0, r1 = (m if t > 0 else 0), (h - m if t + h < frame_h else h)
-    c0, c1 = (m if l > 0 else 0), (w - m if l + w < frame_w else w)
-    ours = _truncate8(out[0])[r0:r1, c0:c1]
-    theirs = refs[name][t:t + h, l:l + w][r0:r1, c0:c1]
-    p = _psnr8(ours, theirs)
     print(f"{name}: crop {h}x{w}+{t}+{l}, interior PSNR vs authors {p:.2f} dB")
     assert p >= CROP_MIN_PSNR
+
+
+def _mismatch_stats(ours, theirs):
+    """How the authors' 8-bit values ``theirs`` depart from ``floor(ours)`` (docs/dmphn_notes.md).
+
+    ``e = ours - theirs - 0.5`` is uniform on [-0.5, 0.5) (variance 1/12) when ``theirs`` is our
+    value truncated; an extra difference ``d`` between their float output and ours adds
+    ``var(d)``. Returns PSNR under truncation and under rounding, the std of ``d`` in 8-bit levels,
+    and the correlation of ``e`` with its right neighbour and across the R/G channels (both ~0 for
+    pure quantisation, large when ``d`` is a smooth, channel-common field).
+    """
+    inner = (theirs > 2) & (theirs < 253) & (ours > 2) & (ours < 253)  # away from the clipping
+    e = np.where(inner, ours - theirs - 0.5, 0.0)
+    both = inner[:, :-1] & inner[:, 1:]
+    return {
+        "psnr_trunc": _psnr8(np.floor(ours), theirs),
+        "psnr_round": _psnr8(np.floor(ours + 0.5), theirs),
+        "extra_std": float(np.sqrt(max(e[inner].var() - 1.0 / 12.0, 0.0))),
+        "corr_right": float(np.corrcoef(e[:, :-1][both], e[:, 1:][both])[0, 1]),
+        "corr_rg": float(np.corrcoef(e[..., 0][inner[..., 0] & inner[..., 1]],
+                                     e[..., 1][inner[..., 0] & inner[..., 1]])[0, 1]),
+    }
+
+
+def test_dmphn_1248_mismatch_is_a_smooth_field(crop_outputs):
+    """Pins the finding of docs/dmphn_notes.md: the authors' DMPHN 1-2-4-8 frame is our output
+    truncated (not rounded) plus a smooth, channel-common difference of ~0.25 levels, which the
+    released code and checkpoint do not reproduce (1-2-4 matches to quantisation)."""
+    s124 = _mismatch_stats(*crop_outputs("dmphn-1-2-4"))
+    s1248 = _mismatch_stats(*crop_outputs("dmphn-1-2-4-8"))
+    print("1-2-4:", {k: round(v, 3) for k, v in s124.items()})
+    print("1-2-4-8:", {k: round(v, 3) for k, v in s1248.items()})
+    # 1-2-4: truncation of our output; on a crop, plus a little of the crop's own border effect
+    # (measured: extra std 0.08 levels, correlations 0.06; on the full frame 0.01 and 0.02, see
+    # test_reference_output_full_frame)
+    assert s124["psnr_trunc"] > 60 and s124["psnr_round"] < s124["psnr_trunc"] - 5
+    assert s124["extra_std"] < 0.12
+    assert abs(s124["corr_right"]) < 0.15 and abs(s124["corr_rg"]) < 0.15
+    # 1-2-4-8 (its crop spans the full height, the interior equals the full frame: 56.2 dB):
+    # still truncation (rounding is worse), but with an extra smooth, channel-common field
+    assert s1248["psnr_round"] < s1248["psnr_trunc"] - 2
+    assert 54 < s1248["psnr_trunc"] < 60  # if this starts passing at > 60, update the notes
+    assert 0.18 < s1248["extra_std"] < 0.35 and s1248["extra_std"] > 2 * s124["extra_std"]
+    assert s1248["corr_right"] > 0.3 and s1248["corr_rg"] > 0.3
+    assert s1248["corr_right"] > 3 * abs(s124["corr_right"])
+    assert s1248["corr_rg"] > 3 * abs(s124["corr_rg"])
 
 
 @pytest.mark.slow
@@ -463,9 +585,14 @@ def test_reference_output_full_frame(gopro, shared_upstream, name):
     ours = _truncate8(out[0])
     p = _psnr8(ours, refs[name])
     frac = float(np.mean(ours != refs[name]))
+    stats = _mismatch_stats(np.clip(out[0].astype(np.float64), 0.0, 1.0) * 255.0, refs[name])
     print(f"{name}: full frame {t1 - t0:.1f} s (incl. compile), PSNR vs authors {p:.2f} dB, "
-          f"{frac:.2e} of values differ")
+          f"{frac:.2e} of values differ; {({k: round(v, 3) for k, v in stats.items()})}")
     assert p >= 50.0
+    if name == "dmphn-1-2-4-8":  # docs/dmphn_notes.md: a smooth extra field of ~0.25 levels
+        assert 0.18 < stats["extra_std"] < 0.35 and stats["corr_right"] > 0.3
+    else:  # truncation of our output and nothing else
+        assert p > 90 and stats["extra_std"] < 0.05 and abs(stats["corr_right"]) < 0.1
 
 
 # ============================================================================ no torch at run time

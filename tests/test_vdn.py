@@ -165,6 +165,32 @@ def _snet_sd():
     return {f"SNet.{k}": v.numpy() for k, v in _SNet(3, 6, 5, 64, 0.2).state_dict().items()}
 
 
+def test_up_conv_transpose_matches_flax_and_torch():
+    """ConvTranspose2x2s2 (matrix product + depth-to-space) == flax ConvTranspose(2, 2, VALID,
+    transpose_kernel) == torch ConvTranspose2d(k=2, s=2): same parameters and initial values."""
+    import flax.linen as nn
+    from dynpnp_jax.models.vdn import ConvTranspose2x2s2
+
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((2, 5, 7, 12)), jnp.float32)
+    before = nn.ConvTranspose(6, (2, 2), strides=(2, 2), padding="VALID", transpose_kernel=True)
+    after = ConvTranspose2x2s2(6)
+    v0, v1 = before.init(jax.random.key(1), x), after.init(jax.random.key(1), x)
+    assert jax.tree.structure(v0) == jax.tree.structure(v1)
+    assert all(bool((a == b).all()) for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v1)))
+    v = {"params": {"kernel": jnp.asarray(rng.standard_normal((2, 2, 6, 12)), jnp.float32),
+                    "bias": jnp.asarray(rng.standard_normal(6), jnp.float32)}}
+    y0, y1 = before.apply(v, x), after.apply(v, x)
+    assert y1.shape == y0.shape == (2, 10, 14, 6)
+    assert float(jnp.abs(y1 - y0).max()) <= 1e-5
+    m = tnn.ConvTranspose2d(12, 6, kernel_size=2, stride=2)
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(np.asarray(v["params"]["kernel"]).transpose(3, 2, 0, 1).copy()))
+        m.bias.copy_(torch.from_numpy(np.asarray(v["params"]["bias"])))
+        ref = m(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())).numpy()
+    assert np.abs(np.asarray(y1) - ref.transpose(0, 2, 3, 1)).max() <= 1e-5
+
+
 def test_check_size():
     check_size(40, 48)
     with pytest.raises(ValueError, match=r"image h=42 .*multiple of 8.*Fix: pad"):
