@@ -14,11 +14,27 @@ Each implements
 
 and the A-step is ``op.descend(grad, alpha)`` = parameters minus ``alpha * grad``, which returns
 a new operator so that it can ride in the ``lax.scan`` carry.
+
+Known degradations (built from user data, so not in ``OPERATORS``/``make_operator``):
+
+* ``Blur``        -- circular convolution with a given kernel (deblurring)
+* ``Downsample``  -- blur then keep every ``factor``-th pixel (classical super-resolution model)
+* ``Mask``        -- pixel-wise mask (inpainting)
+
+Build them with ``Blur.from_kernel``, ``Downsample.from_kernel`` and ``Mask.from_mask``: these
+validate the values (finite, kernel mass 1, mask in [0, 1]) with a ``ValueError`` naming the
+argument and the fix. The bare dataclass constructors (``Blur(k=...)``) are also the pytree
+constructors JAX calls for gradients and A-steps, so they only check shapes (and nothing under
+tracing). Shape mismatches with the images (kernel larger than the image, mask of another size,
+image size not a multiple of the factor) are checked when the operator is applied.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 Array = jax.Array
@@ -188,6 +204,407 @@ class RowMix(_Base):
         return cls(m=jnp.broadcast_to(jnp.eye(h, dtype=jnp.float32), (b, h, h)))
 
 
+# --------------------------------------------------------------------------------------------
+# Known degradations: Blur, Downsample, Mask
+# --------------------------------------------------------------------------------------------
+
+_KERNEL_SUM_TOL = 1e-3
+_NEG_MASS_MAX = 0.5  # negative mass allowed, relative to the positive mass (bicubic: ~0.23)
+
+
+def _concrete(v) -> bool:
+    """True for a concrete array (numpy or a committed jax.Array), False under tracing / for
+    the placeholder leaves JAX sometimes unflattens pytrees with."""
+    if isinstance(v, jax.core.Tracer):
+        return False
+    return isinstance(v, (np.ndarray, jax.Array))
+
+
+def _check_kernel_values(k, arg: str = "k") -> None:
+    """Finite, positive mass, not mostly negative, summing to 1 (per kernel of a (B, kh, kw))."""
+    k = np.asarray(k, np.float64)
+    k = k.reshape((-1,) + k.shape[-2:])
+    bad = ~np.isfinite(k).all(axis=(1, 2))
+    if bad.any():
+        raise ValueError(f"{arg}: expected finite kernel values, got NaN/Inf in kernel(s) "
+                         f"{np.flatnonzero(bad).tolist()}; fix: clean or reload the kernel "
+                         "(e.g. np.nan_to_num(k)) and renormalise k / k.sum()")
+    sums = k.sum(axis=(1, 2))
+    if (sums <= 0).any():
+        raise ValueError(f"{arg}: expected a blur kernel with positive total mass (sum 1), got "
+                         f"sum(s) {np.round(sums, 6).tolist()}; fix: pass a non-negative kernel "
+                         "(check its sign), then normalise k / k.sum()")
+    neg = -np.minimum(k, 0.0).sum(axis=(1, 2))
+    pos = np.maximum(k, 0.0).sum(axis=(1, 2))
+    if (neg > _NEG_MASS_MAX * pos).any():
+        i = int(np.argmax(neg / pos))
+        raise ValueError(f"{arg}: expected a (mostly) non-negative kernel (negative mass at most "
+                         f"{_NEG_MASS_MAX:g} x the positive mass), got negative mass {neg[i]:.4g} vs "
+                         f"positive {pos[i]:.4g} in kernel {i}; fix: clip it, k = np.clip(k, 0, None),"
+                         " then renormalise k / k.sum()")
+    off = np.abs(sums - 1.0) > _KERNEL_SUM_TOL
+    if off.any():
+        raise ValueError(f"{arg}: expected a kernel summing to 1 (tolerance {_KERNEL_SUM_TOL:g}), got "
+                         f"sum(s) {np.round(sums[off], 6).tolist()}; fix: normalise it, k = k / k.sum()")
+
+
+def _kernel_batch(k, batch, dtype, arg: str = "k") -> Array:
+    """A (kh, kw) or (B, kh, kw) kernel as a (batch, kh, kw) array of ``dtype``."""
+    if not isinstance(k, jax.core.Tracer):
+        k = np.asarray(k)
+    if k.ndim == 2:
+        k = k[None]
+    if k.ndim != 3:
+        raise ValueError(f"{arg}: expected a (kh, kw) kernel or (B, kh, kw) kernels, got shape "
+                         f"{tuple(k.shape)}; fix: squeeze extra axes (e.g. k[..., 0] for a (kh, kw, 1))")
+    if batch is not None:
+        if k.shape[0] not in (1, batch):
+            raise ValueError(f"{arg}: expected 1 or batch={batch} kernels, got {k.shape[0]}; "
+                             "fix: pass one kernel per image or a single kernel")
+        k = np.broadcast_to(k, (batch,) + k.shape[1:]) if isinstance(k, np.ndarray) else \
+            jnp.broadcast_to(k, (batch,) + k.shape[1:])
+    return jnp.asarray(k, dtype)
+
+
+def _check_kernel_shape(k, cls: str) -> None:
+    if _concrete(k) and k.ndim != 3:
+        raise ValueError(f"k: {cls} expects kernels of shape (B, kh, kw), got shape {tuple(k.shape)}; "
+                         f"fix: use {cls}.from_kernel(k, batch) for a single (kh, kw) kernel")
+
+
+def _check_images(x, arg: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{arg}: expected an NHWC batch of shape (B, H, W, C), got shape "
+                         f"{tuple(x.shape)}; fix: add the missing axes, e.g. x[None, ..., None]")
+
+
+def _check_fits(k, h: int, w: int, b: int, arg: str) -> None:
+    kb, kh, kw = k.shape
+    if kh > h or kw > w:
+        raise ValueError(f"k: kernel of size {kh}x{kw} is larger than the {h}x{w} image ({arg}); "
+                         "expected a kernel no larger than the image; fix: use a larger image "
+                         "(pad it) or a smaller kernel")
+    if kb not in (1, b):
+        raise ValueError(f"k: expected 1 or {b} kernels (one per image of {arg}), got {kb}; "
+                         "fix: build the operator with from_kernel(k, batch=B)")
+
+
+def _delta(kh: int, kw: int, dtype=jnp.float32) -> Array:
+    return jnp.zeros((kh, kw), dtype).at[kh // 2, kw // 2].set(1.0)
+
+
+def _otf(k: Array, h: int, w: int, real: bool = True) -> Array:
+    """Transfer function (B, H, W', 1) of the circular convolution with kernel centre (kh//2, kw//2).
+
+    That centre is the one of ``scipy.ndimage.convolve`` for odd and even sizes alike.
+    """
+    b, kh, kw = k.shape
+    big = jnp.zeros((b, h, w), k.dtype).at[:, :kh, :kw].set(k)
+    big = jnp.roll(big, (-(kh // 2), -(kw // 2)), axis=(1, 2))  # kernel centre to the origin
+    f = jnp.fft.rfft2(big, axes=(1, 2)) if real else jnp.fft.fft2(big, axes=(1, 2))
+    return f[..., None]
+
+
+@partial(jax.jit, static_argnames="adjoint")
+def _circ_conv(x: Array, k: Array, adjoint: bool = False) -> Array:
+    h, w = x.shape[1:3]
+    otf = _otf(k, h, w)
+    if adjoint:
+        otf = jnp.conj(otf)
+    out = jnp.fft.irfft2(jnp.fft.rfft2(x, axes=(1, 2)) * otf, s=(h, w), axes=(1, 2))
+    return out.astype(x.dtype)
+
+
+@partial(jax.jit, static_argnames=("kshape", "s"))
+def _kernel_grad(kshape, x: Array, r: Array, s: int = 1) -> Array:
+    """d/dk sum (k * x + g - y)^2 given r = k * x + g - y (both (B, H, W, C)).
+
+    With ``s > 1``, ``r`` is the residual of ``(k * x)[::s, ::s]`` and is zero-upsampled first
+    (``<r, S K x> = <S^T r, K x>``).
+
+    (k * x)[n] = sum_i k[i] x[n - (i - c)], so the derivative for k[i] is
+    2 sum_c sum_n r[n] x[n - (i - c)] = 2 corr[i - c], corr[d] = sum_n r[n] x[n - d].
+    """
+    _, kh, kw = kshape
+    h, w = x.shape[1:3]
+    if s > 1:
+        r = _upsample(r, s)
+    corr = jnp.fft.irfft2(jnp.sum(jnp.fft.rfft2(r, axes=(1, 2))
+                                  * jnp.conj(jnp.fft.rfft2(x, axes=(1, 2))), axis=-1),
+                          s=(h, w), axes=(1, 2))
+    corr = jnp.roll(corr, (kh // 2, kw // 2), axis=(1, 2))[:, :kh, :kw]
+    return 2.0 * corr
+
+
+@jax.jit
+def _blur_solve(rhs: Array, k: Array, mu) -> Array:
+    h, w = rhs.shape[1:3]
+    den = jnp.abs(_otf(k, h, w)) ** 2 + _per_image(mu, 4)
+    out = jnp.fft.irfft2(jnp.fft.rfft2(rhs, axes=(1, 2)) / den, s=(h, w), axes=(1, 2))
+    return out.astype(rhs.dtype)
+
+
+@partial(jax.jit, static_argnames="s")
+def _blur_decimate(x: Array, k: Array, s: int) -> Array:
+    return _circ_conv(x, k)[:, ::s, ::s]
+
+
+def _upsample(w_: Array, s: int) -> Array:
+    """Zero-upsampling (the adjoint of keeping pixels 0, s, 2s, ...)."""
+    b, h, w, c = w_.shape
+    return jnp.zeros((b, h * s, w * s, c), w_.dtype).at[:, ::s, ::s].set(w_)
+
+
+@partial(jax.jit, static_argnames="s")
+def _upsample_correlate(w_: Array, k: Array, s: int) -> Array:
+    return _circ_conv(_upsample(w_, s), k, adjoint=True)
+
+
+@partial(jax.jit, static_argnames="s")
+def _sr_solve(rhs: Array, k: Array, mu, s: int) -> Array:
+    """(K^T S^T S K + mu I)^{-1} rhs in closed form (Zhao et al. 2016)."""
+    h, w = rhs.shape[1:3]
+    mu = _per_image(mu, 4)
+    d = _otf(k, h, w, real=False)  # (B, H, W, 1)
+    fr = jnp.fft.fft2(rhs, axes=(1, 2))
+
+    def avg(z):  # mean over the s x s aliased blocks: (B, H, W, C) -> (B, H/s, W/s, C)
+        return z.reshape(z.shape[0], s, h // s, s, w // s, z.shape[-1]).mean(axis=(1, 3))
+
+    low = avg(d * fr) / (avg(jnp.abs(d) ** 2) + mu)
+    fx = (fr - jnp.conj(d) * jnp.tile(low, (1, s, s, 1))) / mu
+    return jnp.real(jnp.fft.ifft2(fx, axes=(1, 2))).astype(rhs.dtype)
+
+
+def _kernel_deviation(k: Array) -> Array:
+    kh, kw = k.shape[-2:]
+    return jnp.sqrt(jnp.mean((k - _delta(kh, kw, k.dtype)) ** 2, axis=(1, 2)))
+
+
+def _kernel_size(kernel_size):
+    kh, kw = (kernel_size, kernel_size) if np.ndim(kernel_size) == 0 else tuple(kernel_size)
+    if int(kh) < 1 or int(kw) < 1:
+        raise ValueError(f"kernel_size: expected a positive size (int or (kh, kw)), got "
+                         f"{kernel_size!r}; fix: pass e.g. kernel_size=25")
+    return int(kh), int(kw)
+
+
+@struct.dataclass
+class Blur(_Base):
+    """Circular convolution with one known kernel per image, shared by the channels (deblurring).
+
+    ``k`` has shape ``(B, kh, kw)`` (``B`` may be 1 to share one kernel across the batch), any
+    size up to the image size, odd or even. Convention: ``Blur(k)(x)[b, :, :, c]`` equals
+    ``scipy.ndimage.convolve(x[b, :, :, c], k[b], mode='wrap')``, i.e. the kernel centre is
+    ``(kh // 2, kw // 2)`` for odd *and* even sizes (as in the DPIR deblurring scripts, whose
+    ``p2o`` FFT uses the same centre). Periodic boundaries make the adjoint (a correlation) and
+    the FFT normal solve exact. ``deviation()`` is the RMS distance of ``k`` to a centred delta.
+
+    Build it with ``Blur.from_kernel(k, batch)``, which checks the values.
+    """
+
+    k: Array  # (B, kh, kw)
+
+    def __post_init__(self):
+        _check_kernel_shape(self.k, "Blur")
+
+    @classmethod
+    def from_kernel(cls, k, batch: int | None = None, *, dtype=jnp.float32, check: bool = True
+                    ) -> "Blur":
+        """``Blur`` from a ``(kh, kw)`` kernel (broadcast to ``batch`` images) or ``(B, kh, kw)``
+        kernels. ``check`` validates the values (finite, non-negative mass, sum 1 within 1e-3)."""
+        if check and _concrete(np.asarray(k) if not isinstance(k, jax.Array) else k):
+            _check_kernel_values(k)
+        return cls(k=_kernel_batch(k, batch, dtype))
+
+    def _check(self, x: Array, arg: str = "x") -> None:
+        _check_images(x, arg)
+        _check_fits(self.k, x.shape[1], x.shape[2], x.shape[0], arg)
+
+    def __call__(self, x: Array) -> Array:
+        self._check(x)
+        return _circ_conv(x, self.k)
+
+    def adjoint(self, w: Array) -> Array:
+        self._check(w, "w")
+        return _circ_conv(w, self.k, adjoint=True)
+
+    def loss_grad(self, x: Array, r: Array) -> "Blur":
+        self._check(x)
+        return Blur(k=_kernel_grad(self.k.shape, x, r).astype(self.k.dtype))
+
+    def normal_solve(self, rhs: Array, mu) -> Array:
+        self._check(rhs, "rhs")
+        return _blur_solve(rhs, self.k, mu)
+
+    def deviation(self) -> Array:
+        return _kernel_deviation(self.k)
+
+    @classmethod
+    def init(cls, shape, kernel_size=5) -> "Blur":
+        """A delta kernel (A = I) of ``kernel_size`` (int or (kh, kw)) for images of ``shape``."""
+        kh, kw = _kernel_size(kernel_size)
+        return cls(k=jnp.broadcast_to(_delta(kh, kw), (shape[0], kh, kw)))
+
+
+@struct.dataclass
+class Downsample(_Base):
+    """Blur then decimate: ``A x = (k * x)[:, ::factor, ::factor]`` (circular convolution).
+
+    This is the classical SR degradation of USRNet/DPIR,
+    ``ndimage.convolve(x, k, mode='wrap')[0::sf, 0::sf]``: the kernel has the ``Blur``
+    convention (centre ``(kh//2, kw//2)``), the kept pixels are ``0, sf, 2 sf, ...`` (offset 0).
+    ``A`` maps ``(B, H, W, C)`` to ``(B, H/sf, W/sf, C)``; ``adjoint`` maps back (zero-upsample
+    then correlate). H and W must be multiples of ``factor``. ``normal_solve`` is the closed
+    form of Zhao et al. (2016): with ``F`` the 2-D DFT of the HR grid, ``d`` the kernel's
+    transfer function and ``avg`` the mean over the ``sf x sf`` aliased blocks of the spectrum,
+    ``F x = (F rhs - conj(d) * tile(avg(d F rhs) / (avg(|d|^2) + mu))) / mu``.
+    ``factor`` is static (``pytree_node=False``).
+    """
+
+    k: Array  # (B, kh, kw)
+    factor: int = struct.field(pytree_node=False, default=2)
+
+    def __post_init__(self):
+        _check_kernel_shape(self.k, "Downsample")
+        f = self.factor
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
+            raise ValueError(f"factor: expected a positive integer scale, got {f!r}; "
+                             "fix: pass an integer such as 2, 3 or 4")
+
+    @classmethod
+    def from_kernel(cls, k, factor: int, batch: int | None = None, *, dtype=jnp.float32,
+                    check: bool = True) -> "Downsample":
+        """``Downsample`` from a ``(kh, kw)`` kernel (broadcast to ``batch``) or ``(B, kh, kw)``."""
+        if check and _concrete(np.asarray(k) if not isinstance(k, jax.Array) else k):
+            _check_kernel_values(k)
+        return cls(k=_kernel_batch(k, batch, dtype), factor=factor)
+
+    def _check_hr(self, x: Array, arg: str) -> None:
+        _check_images(x, arg)
+        b, h, w = x.shape[:3]
+        s = self.factor
+        if h % s or w % s:
+            raise ValueError(f"{arg}: image size {h}x{w} is not a multiple of factor={s}; expected "
+                             f"H and W divisible by {s}; fix: crop to a multiple of the factor, "
+                             f"e.g. x[:, :{h - h % s}, :{w - w % s}] (dynpnp_jax.resize.modcrop)")
+        _check_fits(self.k, h, w, b, arg)
+
+    def __call__(self, x: Array) -> Array:
+        self._check_hr(x, "x")
+        return _blur_decimate(x, self.k, self.factor)
+
+    def adjoint(self, w_: Array) -> Array:
+        _check_images(w_, "w")
+        b, h, w = w_.shape[:3]
+        _check_fits(self.k, h * self.factor, w * self.factor, b, "w upsampled")
+        return _upsample_correlate(w_, self.k, self.factor)
+
+    def loss_grad(self, x: Array, r: Array) -> "Downsample":
+        self._check_hr(x, "x")
+        g = _kernel_grad(self.k.shape, x, r, self.factor)
+        return Downsample(k=g.astype(self.k.dtype), factor=self.factor)
+
+    def normal_solve(self, rhs: Array, mu) -> Array:
+        self._check_hr(rhs, "rhs")
+        return _sr_solve(rhs, self.k, mu, self.factor)
+
+    def deviation(self) -> Array:
+        return _kernel_deviation(self.k)
+
+    @classmethod
+    def init(cls, shape, factor: int = 2, kernel_size=5) -> "Downsample":
+        """Plain decimation (delta kernel) by ``factor`` for HR images of ``shape``."""
+        kh, kw = _kernel_size(kernel_size)
+        return cls(k=jnp.broadcast_to(_delta(kh, kw), (shape[0], kh, kw)), factor=factor)
+
+
+@struct.dataclass
+class Mask(_Base):
+    """Pixel-wise mask (inpainting): ``A x = m * x``, ``m`` of shape ``(B, H, W, 1)`` (shared by
+    the channels) or ``(B, H, W, C)``, values in {0, 1} (1 = observed) or weights in [0, 1].
+    Self-adjoint; the normal solve is pixel-wise, ``rhs / (m^2 + mu)``. ``deviation()`` is the
+    RMS distance of ``m`` to all-ones. Build it with ``Mask.from_mask(m)``, which checks values.
+    """
+
+    m: Array  # (B, H, W, 1 or C)
+
+    def __post_init__(self):
+        if _concrete(self.m) and self.m.ndim != 4:
+            raise ValueError(f"m: Mask expects a mask of shape (B, H, W, 1) or (B, H, W, C), got shape "
+                             f"{tuple(self.m.shape)}; fix: use Mask.from_mask(m) for an (H, W) mask")
+
+    @classmethod
+    def from_mask(cls, m, batch: int | None = None, *, dtype=jnp.float32, check: bool = True
+                  ) -> "Mask":
+        """``Mask`` from an ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` mask (bool or float),
+        broadcast to ``batch`` images if given. ``check``: finite values in [0, 1]."""
+        if not isinstance(m, jax.core.Tracer):
+            m = np.asarray(m)
+        if m.ndim == 2:
+            m = m[None, :, :, None]
+        elif m.ndim == 3:
+            m = m[None]
+        if m.ndim != 4:
+            raise ValueError(f"m: expected a mask of shape (H, W), (H, W, C) or (B, H, W, C), got "
+                             f"shape {tuple(m.shape)}; fix: squeeze or add axes to match the images")
+        if check and isinstance(m, np.ndarray):
+            v = m.astype(np.float64)
+            if not np.isfinite(v).all():
+                raise ValueError("m: expected finite mask values in [0, 1], got NaN/Inf; "
+                                 "fix: np.nan_to_num(m) or rebuild the mask")
+            if v.min() < -1e-6 or v.max() > 1 + 1e-6:
+                raise ValueError(f"m: expected mask values in [0, 1] (1 = observed, 0 = missing), got "
+                                 f"range [{v.min():.4g}, {v.max():.4g}]; fix: np.clip(m, 0, 1), or "
+                                 "(m > 0).astype(np.float32) for a 0-255 image mask")
+        if batch is not None:
+            if m.shape[0] not in (1, batch):
+                raise ValueError(f"m: expected 1 or batch={batch} masks, got {m.shape[0]}; "
+                                 "fix: pass one mask per image or a single mask")
+            m = jnp.broadcast_to(jnp.asarray(m), (batch,) + tuple(m.shape[1:]))
+        return cls(m=jnp.asarray(m, dtype))
+
+    def _check(self, x: Array, arg: str) -> None:
+        _check_images(x, arg)
+        mb, mh, mw, mc = self.m.shape
+        b, h, w, c = x.shape
+        if (mh, mw) != (h, w) or mb not in (1, b) or mc not in (1, c):
+            raise ValueError(f"m: mask of shape {tuple(self.m.shape)} does not match {arg} of shape "
+                             f"{tuple(x.shape)}; expected (B or 1, {h}, {w}, 1 or {c}); fix: build the "
+                             "mask at the image size (crop/pad it or the image)")
+
+    def __call__(self, x: Array) -> Array:
+        self._check(x, "x")
+        return self.m * x
+
+    def adjoint(self, w: Array) -> Array:
+        self._check(w, "w")
+        return self.m * w
+
+    def loss_grad(self, x: Array, r: Array) -> "Mask":
+        self._check(x, "x")
+        g = 2.0 * r * x
+        if self.m.shape[-1] == 1:
+            g = jnp.sum(g, axis=-1, keepdims=True)
+        return Mask(m=g.astype(self.m.dtype))
+
+    def normal_solve(self, rhs: Array, mu) -> Array:
+        self._check(rhs, "rhs")
+        return rhs / (self.m * self.m + _per_image(mu, rhs.ndim))
+
+    def deviation(self) -> Array:
+        return jnp.sqrt(jnp.mean((self.m - 1.0) ** 2, axis=(1, 2, 3)))
+
+    @classmethod
+    def init(cls, shape) -> "Mask":
+        """All ones (A = I) for images of ``shape``, one mask channel."""
+        b, h, w, _ = shape
+        return cls(m=jnp.ones((b, h, w, 1), jnp.float32))
+
+
+# Operators that ``make_operator`` can start from the identity without user data. Blur,
+# Downsample and Mask need a known kernel / factor / mask, so they are not registered: build
+# them with ``Blur.from_kernel``, ``Downsample.from_kernel`` and ``Mask.from_mask``.
 OPERATORS = {"identity": Identity, "gain": GainMap, "conv": Convolution, "rowmix": RowMix}
 
 

@@ -49,7 +49,7 @@ from .networks import Network
 from .operators import OPERATORS, make_operator
 from .validation import check_finite_output, check_images, is_concrete, needs_landscape
 
-MODES = ("authors", "gradient", "prior", "static", "hqs", "dpir")
+MODES = ("authors", "gradient", "prior", "static", "hqs", "dpir", "calibrated")
 _DEFAULTS = {  # mode -> (x_step, a_step, operator)
     "authors": ("authors", "authors", "rowmix"),
     "gradient": ("gradient", "gradient", "gain"),
@@ -57,6 +57,7 @@ _DEFAULTS = {  # mode -> (x_step, a_step, operator)
     "static": ("none", "none", "identity"),
     "hqs": ("exact", "none", "identity"),
     "dpir": ("exact", "none", "identity"),
+    "calibrated": ("exact", "none", "identity"),
 }
 NUMBERS = ("delta", "mu", "alpha", "sigma")  # per-iteration, traced
 
@@ -83,22 +84,29 @@ class Config:
     ensemble: bool = struct.field(pytree_node=False, default=False)
     has_sigma: bool = struct.field(pytree_node=False, default=False)
     stop: bool = struct.field(pytree_node=False, default=False)
+    calib_stages: tuple = struct.field(pytree_node=False, default=())
+    calib_iters: int = struct.field(pytree_node=False, default=3)
+    calib_crop: int = struct.field(pytree_node=False, default=96)
+    calib_grid: int = struct.field(pytree_node=False, default=9)
+    calib_size: int = struct.field(pytree_node=False, default=0)
     delta: Any = 0.01
     mu: Any = 0.1
     alpha: Any = 1e-5
     sigma: Any = 0.0
     tol: Any = 0.0
+    noise: Any = 0.0
 
     def with_values(self, **kw) -> "Config":
         """A copy with new numbers (``delta``, ``mu``, ``alpha``, ``sigma``: scalars or one per
         iteration; ``tol``). Works on traced values (inside ``jit``/``grad``/``vmap``)."""
-        bad = sorted(set(kw) - set(NUMBERS) - {"tol"})
+        bad = sorted(set(kw) - set(NUMBERS) - {"tol", "noise"})
         if bad:
             raise ValueError(f"with_values takes the numbers {NUMBERS + ('tol',)}, got {bad}; "
                              "build a new config with make_config to change the structure")
-        new = {k: _per_iter(k, v, self.iters) for k, v in kw.items() if k != "tol"}
-        if "tol" in kw:
-            new["tol"] = _scalar("tol", kw["tol"])
+        new = {k: _per_iter(k, v, self.iters) for k, v in kw.items() if k in NUMBERS}
+        for k in ("tol", "noise"):
+            if k in kw:
+                new[k] = _scalar(k, kw[k])
         if "sigma" in kw:
             new["has_sigma"] = True
         out = self.replace(**new)
@@ -108,7 +116,7 @@ class Config:
     def normalized(self) -> "Config":
         """The numbers as ``(iters,)`` float32 arrays (and a scalar ``tol``), checked."""
         out = self.replace(**{k: _per_iter(k, getattr(self, k), self.iters) for k in NUMBERS},
-                           tol=_scalar("tol", self.tol))
+                           tol=_scalar("tol", self.tol), noise=_scalar("noise", self.noise))
         _check_domain(out)
         return out
 
@@ -117,10 +125,11 @@ class Config:
         out = {}
         for f in dataclasses.fields(self):
             val = getattr(self, f.name)
-            if f.name in NUMBERS + ("tol",):
+            if f.name in NUMBERS + ("tol", "noise"):
                 val = np.asarray(val).tolist() if is_concrete(val) else val
             out[f.name] = val
         out["stop_tol"] = out.pop("tol")
+        out["noise_level"] = out.pop("noise")
         out.pop("stop")
         if not out.pop("has_sigma"):
             out["sigma"] = None
@@ -218,7 +227,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                 a_step: Optional[str] = None, operator: Optional[str] = None,
                 kernel_size: int = 5, cg_iters: int = 3, a_input: str = "x",
                 keep_images: bool = True, clip_output: bool = True, ensemble: bool = False,
-                stop_tol: float = 0.0) -> Config:
+                stop_tol: float = 0.0, calib_stages=None, calib_iters: int = 3,
+                calib_crop: int = 128, calib_grid: int = 9, calib_size: int = 0) -> Config:
     """Build a validated :class:`Config`.
 
     Args:
@@ -241,6 +251,11 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
       clip_output: clip the result to [0, 1].
       ensemble: x8 geometric self-ensemble of the prior (iteration t sees the (t mod 8)-th
         flip/rotation and is transformed back), as DPIR's ``x8``.
+      calib_stages, calib_iters, calib_crop, calib_grid, calib_size: ``calibrated`` mode (kernel
+        self-calibration, :mod:`dynpnp_jax.calibration`): the search stages
+        (``((param, values or 'refine'), ...)``, default from the given kernel), the iterations
+        and centre-crop size of each candidate's cheap run, the grid size of a refine stage, and
+        the support of the calibrated kernel (0: from the given kernel).
       stop_tol: per-image stopping rule: an image whose relative change
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
@@ -248,14 +263,14 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     dx, da, dop = _DEFAULTS[mode]
-    if mode not in ("gradient", "dpir") and any(v is not None for v in (x_step, a_step, operator)):
+    if mode not in ("gradient", "dpir", "calibrated") and any(v is not None for v in (x_step, a_step, operator)):
         given = {k: v for k, v in dict(x_step=x_step, a_step=a_step, operator=operator).items()
                  if v is not None and v != dict(x_step=dx, a_step=da, operator=dop)[k]}
         if given:
             raise ValueError(f"mode={mode!r} fixes x_step={dx!r}, a_step={da!r}, operator={dop!r};"
                              f" got {given}. Use mode='gradient' to choose the steps")
     x_step, a_step, operator = x_step or dx, a_step or da, operator or dop
-    if mode in ("gradient", "dpir"):
+    if mode in ("gradient", "dpir", "calibrated"):
         for name, val, allowed in (("x_step", x_step, steps.X_STEPS), ("a_step", a_step, steps.A_STEPS),
                                    ("operator", operator, OPERATORS)):
             if val not in allowed:
@@ -265,7 +280,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         if a_step == "authors" and operator != "rowmix":
             raise ValueError("a_step='authors' needs operator='rowmix'")
     if iters is None:
-        iters = {"prior": 1, "dpir": 8}.get(mode, 2)
+        iters = {"prior": 1, "dpir": 8, "calibrated": 8}.get(mode, 2)
     if mode == "prior" and iters != 1:
         raise ValueError(f"mode='prior' runs the network once; got iters={iters}")
     if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
@@ -274,9 +289,9 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         raise ValueError(f"a_input must be 'x' or 'v', got {a_input!r}")
     if not isinstance(cg_iters, (int, np.integer)) or cg_iters < 1:
         raise ValueError(f"cg_iters must be a positive integer, got {cg_iters!r}")
-    if mode == "dpir" and (sigma is None or mu is None):
+    if mode in ("dpir", "calibrated") and (sigma is None or mu is None):
         if noise_level is None:
-            raise ValueError("mode='dpir' needs noise_level (the noise std of y on the [0, 1] "
+            raise ValueError(f"mode={mode!r} needs noise_level (the noise std of y on the [0, 1] "
                              "scale, e.g. 2.55/255) to build its schedule, or both sigma= and mu=")
         s_sched, rho_sched = dpir_schedule(int(iters), noise_level)
         sigma = s_sched if sigma is None else sigma
@@ -285,6 +300,15 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         sigma = noise_level
     if mu is None:
         mu = 0.1
+    if mode == "calibrated" and noise_level is None:
+        raise ValueError("mode='calibrated' needs noise_level (the noise std of y on the [0, 1] "
+                         "scale): the discrepancy principle compares residuals with it")
+    for name, val, lo in (("calib_iters", calib_iters, 1), ("calib_crop", calib_crop, 16),
+                          ("calib_grid", calib_grid, 2), ("calib_size", calib_size, 0)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+    if calib_stages is not None:
+        calib_stages = _check_stages(calib_stages)
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
         raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
     cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
@@ -292,9 +316,33 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                  keep_images=bool(keep_images), clip_output=bool(clip_output),
                  ensemble=bool(ensemble), has_sigma=sigma is not None,
                  stop=not is_concrete(stop_tol) or float(np.asarray(stop_tol)) > 0,
+                 calib_stages=calib_stages or (), calib_iters=int(calib_iters),
+                 calib_crop=int(calib_crop), calib_grid=int(calib_grid),
+                 calib_size=int(calib_size),
                  delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
-                 tol=stop_tol)
+                 tol=stop_tol, noise=0.0 if noise_level is None else noise_level)
     return cfg.normalized()
+
+
+def _check_stages(stages) -> tuple:
+    from .calibration import PARAMS
+
+    out = []
+    for st in stages:
+        if not (isinstance(st, (tuple, list)) and len(st) == 2 and st[0] in PARAMS):
+            raise ValueError(f"calib_stages: each stage is (param, values) with param in {PARAMS} "
+                             f"and values a list of numbers or 'refine', got {st!r}")
+        vals = st[1]
+        if vals != "refine":
+            vals = tuple(float(v) for v in vals)
+            if len(vals) < 1 or not all(np.isfinite(vals)):
+                raise ValueError(f"calib_stages: stage {st[0]!r} needs finite values, got {st[1]!r}")
+            if st[0] == "scale" and min(vals) <= 0:
+                raise ValueError(f"calib_stages: scales must be > 0, got {vals}")
+            if st[0] == "width" and min(vals) < 0:
+                raise ValueError(f"calib_stages: widths must be >= 0, got {vals}")
+        out.append((st[0], vals))
+    return tuple(out)
 
 
 class Trajectory(NamedTuple):
@@ -309,6 +357,12 @@ class Trajectory(NamedTuple):
       active: whether each image was still iterating at iteration t, ``(T, B)`` bool (all true
         without a stopping rule); ``active.sum(0)`` is the number of iterations each image ran.
       rel_change: ``||x_t - x_{t-1}|| / ||x_{t-1}||`` per image, ``(T, B)``.
+      kernel: the final blur kernel per image ``(B, kh, kw)`` when A is a blur (``Blur``,
+        ``Downsample``): the calibrated or A-stepped kernel.
+      kernel_err: relative RMS distance of the kernel to the true one per iteration, ``(T, B)``,
+        when ``restore(..., true_A=...)`` is given.
+      calib: the calibrated family parameters per image (``{'scale', 'angle', 'width'}``,
+        ``calibrated`` mode).
     """
 
     x: Optional[jax.Array]
@@ -318,6 +372,9 @@ class Trajectory(NamedTuple):
     psnr: Optional[jax.Array]
     active: Optional[jax.Array] = None
     rel_change: Optional[jax.Array] = None
+    kernel: Optional[jax.Array] = None
+    kernel_err: Optional[jax.Array] = None
+    calib: Optional[dict] = None
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -368,13 +425,68 @@ def _freeze(active, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]):
+def _dpir_schedule_jnp(iters: int, noise) -> tuple[jax.Array, jax.Array]:
+    """:func:`dpir_schedule` (geometric) for a traced noise level."""
+    floor = jnp.maximum(noise, 0.255 / 255)
+    t = jnp.linspace(0.0, 1.0, iters)
+    sigma = jnp.exp(jnp.log(49 / 255) * (1 - t) + jnp.log(floor) * t)
+    return sigma, 0.23 * floor ** 2 / sigma ** 2
+
+
+def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
+    """``calibrated`` mode's search (:mod:`dynpnp_jax.calibration`): returns the Blur with the
+    chosen kernels and the chosen family parameters."""
+    from . import calibration as cal
+    from .operators import Blur
+
+    b, h, w, _ = y.shape
+    size = cfg.calib_size
+    k_given = jnp.broadcast_to(op.k, (b,) + op.k.shape[1:])
+    c = min(cfg.calib_crop, h, w)
+    top, left = (h - c) // 2, (w - c) // 2
+    y_c = y[:, top:top + c, left:left + c, :]
+    sig, rho = _dpir_schedule_jnp(cfg.calib_iters, cfg.noise)
+    coarse = Config(mode="dpir", iters=cfg.calib_iters, x_step="exact", a_step="none",
+                    operator="identity", keep_images=False, clip_output=False,
+                    has_sigma=True, delta=jnp.zeros_like(sig), mu=rho, alpha=jnp.zeros_like(sig),
+                    sigma=sig, tol=jnp.float32(0), noise=cfg.noise)
+    margin = min(size // 2 + 4, c // 4)
+    var_n = jnp.maximum(cfg.noise, 0.255 / 255) ** 2
+
+    def kernels_for(theta):
+        return jax.vmap(cal.warp_kernel, in_axes=(0, None, 0, 0, 0))(
+            k_given, size, theta["scale"], theta["angle"], theta["width"])
+
+    def score(theta):
+        kern = kernels_for(theta)
+        opc = Blur(k=kern)
+        out, _ = _restore({"prior": prior, "A": opc}, y_c, coarse, None)
+        r = (opc(out) - y_c)[:, margin:c - margin, margin:c - margin, :]
+        return jnp.abs(jnp.log(jnp.mean(r * r, axis=(1, 2, 3)) / var_n))
+
+    theta = {"scale": jnp.ones((b,)), "angle": jnp.zeros((b,)), "width": jnp.zeros((b,))}
+    for param, values in cfg.calib_stages:
+        if values == "refine":
+            vals = cal.refine_values(param, theta[param], cfg.calib_grid)
+        else:
+            vals = jnp.broadcast_to(jnp.asarray(values, jnp.float32), (b, len(values)))
+        scores = jax.vmap(lambda v: score({**theta, param: v}), in_axes=1)(vals)  # (G, B)
+        best = jnp.argmin(scores, axis=0)
+        theta = {**theta, param: vals[jnp.arange(b), best]}
+    return Blur(k=kernels_for(theta)), theta
+
+
+def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array],
+             true_a=None):
     prior: Network = params["prior"]
     noise: Network = params.get("noise") or prior
     b = y.shape[0]
     op = params.get("A")
     if op is None:
         op = make_operator(cfg.operator, y.shape, kernel_size=cfg.kernel_size)
+    calib = None
+    if cfg.mode == "calibrated":
+        op, calib = _calibrate(prior, y, op, cfg)
     uses_g = cfg.a_step != "none"
     g = noise.noise(y, jnp.broadcast_to(cfg.sigma[0], (b,))) if uses_g else jnp.zeros_like(y)
     x_step = steps.X_STEPS.get(cfg.x_step)
@@ -385,7 +497,7 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
         v0 = jnp.zeros_like(x0)
     elif cfg.mode == "gradient":
         x0 = v0 = op.adjoint(y)
-    elif cfg.mode == "dpir":
+    elif cfg.mode in ("dpir", "calibrated"):
         x0 = v0 = _initial(op, y)
     else:  # prior / static / hqs start the prior from y
         x0, v0 = y, y
@@ -412,6 +524,8 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
     def norm(a):
         return jnp.sqrt(jnp.sum(a * a, axis=tuple(range(1, a.ndim))))
 
+    has_kernel = hasattr(op, "k") and not hasattr(op, "m")
+
     def body(carry, hp):
         x, v, op, active = carry
         if cfg.stop:  # skip the work once every image has stopped
@@ -427,6 +541,11 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
         rec = dict(a_loss=steps.a_loss(op_new, a_in, y, g) if uses_g else jnp.zeros((b,)),
                    a_dev=jnp.broadcast_to(op_new.deviation(), (b,)), active=active,
                    rel_change=rel)
+        if true_a is not None and has_kernel:
+            from .calibration import kernel_distance
+
+            rec["kernel_err"] = kernel_distance(jnp.broadcast_to(op_new.k, (b,) + op_new.k.shape[1:]),
+                                                jnp.broadcast_to(true_a.k, (b,) + true_a.k.shape[1:]))
         if cfg.keep_images:
             rec.update(x=x_new, v=v_new)
         if clean is not None:
@@ -439,7 +558,9 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
     (x, v, op, _), rec = jax.lax.scan(body, (x0, v0, op, jnp.ones((b,), bool)), hps)
     out = jnp.clip(v, 0.0, 1.0) if cfg.clip_output else v
     traj = Trajectory(x=rec.get("x"), v=rec.get("v"), a_loss=rec["a_loss"], a_dev=rec["a_dev"],
-                      psnr=rec.get("psnr"), active=rec["active"], rel_change=rec["rel_change"])
+                      psnr=rec.get("psnr"), active=rec["active"], rel_change=rec["rel_change"],
+                      kernel=op.k if has_kernel else None, kernel_err=rec.get("kernel_err"),
+                      calib=calib)
     return out, traj
 
 
@@ -452,6 +573,30 @@ def compile_count() -> int:
 
 
 trace_count = compile_count  # the former name
+
+
+def _resolve_calibration(params: dict, cfg: Config) -> Config:
+    """``calibrated`` mode: default stages and kernel support from the given kernel (static)."""
+    if cfg.mode != "calibrated":
+        return cfg
+    from .calibration import default_stages
+
+    k = params["A"].k
+    stages = cfg.calib_stages
+    if not stages:
+        if not is_concrete(k):
+            raise ValueError("calibrated mode: with a traced kernel, give calib_stages explicitly")
+        kk = np.asarray(k, np.float64)
+        c = (kk.shape[1] // 2, kk.shape[2] // 2)
+        delta = np.allclose(kk[:, c[0], c[1]], 1.0, atol=1e-6)
+        stages = default_stages(delta, cfg.calib_grid)
+    size = cfg.calib_size
+    if not size:
+        widest = max((max(v) if v != "refine" else 1.0) for p, v in stages if p == "scale") \
+            if any(p == "scale" for p, _ in stages) else 1.0
+        size = max(25, int(np.ceil(max(k.shape[1:]) * widest * 1.15)))
+        size += 1 - size % 2
+    return cfg.replace(calib_stages=stages, calib_size=int(size))
 
 
 # ------------------------------------------------------------------------------ validation
@@ -480,6 +625,9 @@ def validate(params: dict, y, cfg: Config, clean=None):
         if not _is_operator(op):
             raise TypeError(f"params['A'] must be an operator (dynpnp_jax.operators: Blur, "
                             f"Downsample, Mask, ...), got {type(op).__name__}")
+        if cfg.mode == "calibrated" and type(op).__name__ != "Blur":
+            raise ValueError(f"mode='calibrated' refines a blur kernel: params['A'] must be a "
+                             f"Blur (Blur.from_kernel(k_given, batch)), got {type(op).__name__}")
         if cfg.mode in ("authors", "prior", "static", "hqs") and not (
                 cfg.mode == "authors" and type(op).__name__ == "RowMix"):
             raise ValueError(f"mode={cfg.mode!r} does not take an operator A; use mode='dpir' "
@@ -489,6 +637,9 @@ def validate(params: dict, y, cfg: Config, clean=None):
         except (ValueError, TypeError) as err:
             raise ValueError(f"params['A'] does not fit y of shape {tuple(y.shape)}: {err}") from err
     else:
+        if cfg.mode == "calibrated":
+            raise ValueError("mode='calibrated' needs the given kernel: params['A'] = "
+                             "Blur.from_kernel(k_given, batch) (a 1x1 delta if none is known)")
         x_shape = tuple(y.shape)
     if clean is not None:
         clean = check_images("clean", clean, ref_shape=x_shape)
@@ -525,7 +676,7 @@ def validate(params: dict, y, cfg: Config, clean=None):
     return y, clean
 
 
-def restore(params: dict, y, cfg: Config, *, clean=None):
+def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
     """Restore ``y`` with the (dynamic) plug-and-play loop.
 
     Args:
@@ -536,6 +687,8 @@ def restore(params: dict, y, cfg: Config, *, clean=None):
       cfg: a :class:`Config` from :func:`make_config`.
       clean: optional clean images (the shape of the restored images); adds PSNR per iteration
         to the trajectory.
+      true_A: optional true blur operator (evaluation only): adds the kernel's distance to it
+        per iteration (``Trajectory.kernel_err``).
 
     Returns:
       ``(restored, trajectory)``: the restored images (clipped to [0, 1]) and a
@@ -549,7 +702,14 @@ def restore(params: dict, y, cfg: Config, *, clean=None):
     Works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (e.g. over ``cfg.with_values(...)``).
     """
     y, clean = validate(params, y, cfg, clean)
-    cfg = cfg.normalized()
-    out, traj = _restore_jit(params, y, cfg, clean)
+    cfg = _resolve_calibration(params, cfg.normalized())
+    if cfg.mode == "calibrated":
+        crop = min(cfg.calib_crop, y.shape[1], y.shape[2])
+        if cfg.calib_size > crop:
+            raise ValueError(f"calibrated mode: the calibrated kernel's support ({cfg.calib_size}"
+                             f" px) does not fit the {crop} px crop of the search; use a larger "
+                             f"calib_crop (>= {cfg.calib_size}, at most the image) or a smaller "
+                             "calib_size")
+    out, traj = _restore_jit(params, y, cfg, clean, true_A)
     check_finite_output("restore", out)
     return out, traj

@@ -21,6 +21,8 @@ A-steps share ``a_step(op, x, v, y, g, alpha) -> op``:
 * ``none``     -- keep A.
 * ``gradient`` -- Eq. (10) as a true gradient step on Eq. (9):
   ``A - alpha * grad_A ||A x + g(y) - y||^2``.
+* ``kernel``   -- the gradient step of ``gradient`` on a blur kernel, projected back onto
+  kernels (non-negative, sum 1, inside the given support).
 * ``authors``  -- the notebooks' update of the row-mix matrix M (ALGORITHM.md section 1):
   ``S_c = yhat_c + (v_c^T M v_c)[:H, :]``, ``M <- M - rho * mean_c(S_c)[:, :H]`` with
   ``yhat = y - g(y)``. It is not the gradient of any loss written in the paper; we reproduce it
@@ -123,4 +125,15 @@ def a_authors(op, x, v, y, g, alpha):
     return RowMix(m=op.m - _per_image(alpha, 3) * s)
 
 
-A_STEPS = {"none": a_none, "gradient": a_gradient, "authors": a_authors}
+def a_kernel(op, x, v, y, g, alpha):
+    """The paper's A-step on a blur kernel, projected onto kernels (``k >= 0``, sum 1, the given
+    support): :func:`dynpnp_jax.calibration.a_step_kernel`."""
+    from .calibration import a_step_kernel
+
+    if not hasattr(op, "k") or hasattr(op, "m"):
+        raise ValueError(f"a_step='kernel' needs a blur operator (Blur, Downsample), got "
+                         f"{type(op).__name__}")
+    return a_step_kernel(op, x, v, y, g, alpha)
+
+
+A_STEPS = {"none": a_none, "gradient": a_gradient, "authors": a_authors, "kernel": a_kernel}

@@ -15,7 +15,13 @@ def _string(ds) -> str:
 
 
 def read_simplenn(path: str | Path) -> list[dict]:
-    """The layers of a simplenn ``.mat`` file as dicts (``type``, ``name``, ``weights``, ...)."""
+    """The layers of a simplenn ``.mat`` file as dicts.
+
+    Each dict has ``type`` and ``name``; ``weights`` (float32 arrays as h5py gives them; empty for
+    weightless layers, whose ``{}`` cell HDF5 stores as a uint64 array of its dimensions, not as
+    references: FFDNet's SubP / concat / relu layers); and the numeric fields present among
+    ``pad``, ``stride``, ``dilate``, ``leak``, ``scale`` as lists of floats.
+    """
     import h5py
 
     path = Path(path)
@@ -26,16 +32,17 @@ def read_simplenn(path: str | Path) -> list[dict]:
     with f:
         if "net" not in f or "layers" not in f["net"]:
             raise ValueError(f"{path} holds no MatConvNet simplenn network (no net.layers)")
-        refs = np.asarray(f["net"]["layers"]).ravel()
         layers = []
-        for ref in refs:
+        for ref in np.asarray(f["net"]["layers"]).ravel():
             g = f[ref]
-            layer = {"type": _string(g["type"]), "name": _string(g["name"])}
+            layer = {"type": _string(g["type"]), "name": _string(g["name"]), "weights": []}
             if "weights" in g:
-                layer["weights"] = [np.asarray(f[r], dtype=np.float32)
-                                    for r in np.asarray(g["weights"]).ravel()]
-            for key in ("pad", "stride", "leak"):
+                ds = g["weights"]
+                if ds.dtype == h5py.ref_dtype or ds.dtype.kind == "O":
+                    layer["weights"] = [np.asarray(f[r], dtype=np.float32)
+                                        for r in np.asarray(ds).ravel()]
+            for key in ("pad", "stride", "dilate", "leak", "scale"):
                 if key in g:
-                    layer[key] = np.asarray(g[key]).ravel().tolist()
+                    layer[key] = np.asarray(g[key], dtype=np.float64).ravel().tolist()
             layers.append(layer)
     return layers
