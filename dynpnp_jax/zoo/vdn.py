@@ -33,8 +33,10 @@ by reflection and crops back. With valid sizes the centre crop is the identity; 
 fidelity when :class:`UNet` is used on its own.
 
 Departures from upstream, all numerically neutral: NHWC layout; PyTorch's
-``ConvTranspose2d`` weight ``(in, out, kH, kW)`` is stored as ``(kH, kW, out, in)`` for
-``nn.ConvTranspose(transpose_kernel=True)`` (lax flips it; see the converter below).
+``ConvTranspose2d`` weight ``(in, out, kH, kW)`` is stored as ``(kH, kW, out, in)``, the layout of
+``nn.ConvTranspose(transpose_kernel=True)`` (see the converter below); the up-sampling
+is computed by :class:`ConvTranspose2x2s2` as a matrix product + depth-to-space (no arithmetic on
+the zeros of a dilated input), equal to the transposed convolution up to float rounding.
 
 Layer names (what the converter targets; torch key -> Flax path)::
 
@@ -111,6 +113,38 @@ class ConvBlock(nn.Module):
         return _leaky(_conv3x3(self.features, self.dtype, "conv1")(x), self.slope)
 
 
+class ConvTranspose2x2s2(nn.Module):
+    """PyTorch ``ConvTranspose2d(kernel 2, stride 2, bias)``: ``(B, h, w, Cin) -> (B, 2h, 2w, Cout)``.
+
+    Parameters exactly as ``nn.ConvTranspose(features, (2, 2), strides=(2, 2), padding="VALID",
+    transpose_kernel=True)`` (the converter's layout): ``kernel (2, 2, Cout, Cin)`` = the torch
+    weight ``(Cin, Cout, 2, 2)`` transposed, ``bias (Cout,)``, same initialisers. With kernel =
+    stride the 2x2 output block of every input pixel does not overlap any other:
+    ``out[2i + ry, 2j + rx] = x[i, j] @ W[:, :, ry, rx] + b``. So it is computed as one matrix
+    product to ``4 * Cout`` channels (one per phase ``(ry, rx)``) and a depth-to-space; XLA's
+    transposed convolution instead convolves the zero-dilated input (3/4 of its multiply-adds on
+    zeros). Equal up to float rounding.
+    """
+
+    features: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+    bias_init: Any = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, h, w, cin = x.shape
+        co = self.features
+        kernel = self.param("kernel", self.kernel_init, (2, 2, co, cin), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (co,), self.param_dtype)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        k = kernel.transpose(3, 0, 1, 2).reshape(cin, 4 * co)  # [ci, (ry, rx, co)]
+        p = jnp.dot(x.reshape(b * h * w, cin), k) + jnp.tile(bias, 4)
+        p = p.reshape(b, h, w, 2, 2, co).transpose(0, 1, 3, 2, 4, 5)  # (b, h, ry, w, rx, co)
+        return p.reshape(b, 2 * h, 2 * w, co)
+
+
 class UpBlock(nn.Module):
     """``UNetUpBlock``: 2x2 stride-2 transposed conv ``up``, crop + concat ``[up, bridge]``,
     conv ``block``."""
@@ -121,9 +155,7 @@ class UpBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, bridge: jax.Array) -> jax.Array:
-        up = nn.ConvTranspose(self.features, (2, 2), strides=(2, 2), padding="VALID",
-                              use_bias=True, transpose_kernel=True, dtype=self.dtype,
-                              name="up")(x)
+        up = ConvTranspose2x2s2(self.features, dtype=self.dtype, name="up")(x)
         bridge = center_crop(bridge, up.shape[1:3])
         h = jnp.concatenate([up, bridge.astype(up.dtype)], axis=-1)
         return ConvBlock(self.features, self.slope, self.dtype, name="block")(h)
@@ -276,7 +308,7 @@ def vdn_outputs(net, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 # VDN checkpoints (zsyOAOA/VDNet ``model_state/model_state_*``) -> Flax variables.
 #
 # The released files are ``torch.save(net.state_dict())`` of an ``nn.DataParallel(VDN(3))``, so every
-# key starts with ``module.`` (stripped here). Key mapping (see :mod:`dynpnp_jax.models.vdn`)::
+# key starts with ``module.`` (stripped here). Key mapping (see :mod:`dynpnp_jax.zoo.vdn`)::
 #
 #     DNet.down_path.{i}.block.{0,2}.*           -> DNet/down{i}/conv{0,1}/*
 #     DNet.up_path.{j}.up.*                      -> DNet/up{j}/up/*
@@ -345,7 +377,7 @@ def _conv(sd: dict, key: str, used: set) -> dict:
 
 
 def vdn_from_state_dict(sd: _Mapping[str, _np.ndarray]) -> dict:
-    """Flax :class:`~dynpnp_jax.models.vdn.VDN` variables from a VDNet state dict.
+    """Flax :class:`~dynpnp_jax.zoo.vdn.VDN` variables from a VDNet state dict.
 
     Accepts keys with or without the ``module.`` prefix of ``nn.DataParallel``. Raises
     ``ValueError`` on missing or unexpected keys.
