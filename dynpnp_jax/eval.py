@@ -5,6 +5,9 @@
     python -m dynpnp_jax.eval --dataset folder --data-dir my_images --sigma 25
     python -m dynpnp_jax.eval --dataset folder --data-dir my_pairs   # blur/ + sharp/: deblurring
     python -m dynpnp_jax.eval --dataset gopro --prior dmphn-1-2-4
+    python -m dynpnp_jax.eval --task deblur --dataset set3c --kernel levin --noise 2.55 7.65
+    python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4
+    python -m dynpnp_jax.eval --task inpaint --dataset set3g --mask random:0.5
 
 A short pipeline: resolve the experiment (config + command line, every check before anything is
 written: ``experiment.resolve``), build the problems (the protocol turns each dataset example
@@ -124,7 +127,7 @@ def _load_networks(exp: Experiment) -> dict:
             try:
                 net = load_network(name, path=path)
             except (WeightsError, FileNotFoundError, ValueError) as err:
-                arg = "--weights" if path else ("--prior" if name == prior else "--noise")
+                arg = "--weights" if path else ("--prior" if name == prior else "--noise-net")
                 raise RunError(f"{arg}: loading network {name!r} failed: {err}") from err
             if exp.tile and name == prior:
                 try:
@@ -206,8 +209,10 @@ def _run_method(params: dict, problems: list, kw: dict, batch: int, desc: str):
     """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
     errors of one method on ``problems``."""
     if kw["mode"] in BASELINE_MODES:
+        from .baselines import run_baseline
+
         n = len(problems)
-        return [p.y for p in problems], [None] * n, [None] * n
+        return [run_baseline(kw["mode"], p) for p in problems], [None] * n, [None] * n
     import dynpnp_jax as dp
     from tqdm.auto import tqdm
 
@@ -339,15 +344,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dynpnp_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=None,
-                   help="set12, bsd68, gopro or folder (default: the config's, else set12)")
+                   help="set12, bsd68, gopro, set3g, set3c, set5, cbsd68 or folder (default: the "
+                        "config's, else set12)")
+    p.add_argument("--task", default=None, choices=("denoise", "deblur", "sr", "inpaint"),
+                   help="denoise (default for clean images), deblur (recorded blur for "
+                        "blur/sharp pairs, else a known kernel), sr, inpaint")
     p.add_argument("--sigma", type=_sigma, nargs="+", default=None,
                    help="noise levels on the 8-bit scale, > 0 (denoising protocols)")
+    p.add_argument("--kernel", nargs="+", default=None,
+                   help="blur kernels (deblur, sr): levin, levin:3, kernels12:2, bicubic:2, "
+                        "gauss:1.6, motion:15,45, identity or a file; each runs (default: "
+                        "levin for deblur, bicubic:SCALE for sr)")
+    p.add_argument("--noise", nargs="+", default=None,
+                   help="noise levels on the 8-bit scale, e.g. 2.55 7.65 (known degradations; "
+                        "for denoising the same as --sigma). A single name is taken as the "
+                        "noise estimator's network (old meaning; use --noise-net)")
+    p.add_argument("--scale", type=int, nargs="+", default=None, choices=(2, 3, 4),
+                   help="super-resolution factors (--task sr)")
+    p.add_argument("--mask", nargs="+", default=None,
+                   help="inpainting masks: random:P (each pixel missing with probability P) or "
+                        "an image file (white = observed)")
     p.add_argument("--method", nargs="+", default=None,
                    help="methods: prior static hqs authors gradient (default: all of the config)")
     p.add_argument("--prior", default=None, help="registry name of the prior ({sigma} allowed)")
-    p.add_argument("--noise", default=None, help="registry name of the noise estimator g")
+    p.add_argument("--noise-net", default=None,
+                   help="registry name of the noise estimator g ({sigma} allowed)")
     p.add_argument("--weights", default=None, help="the prior's upstream file or folder (your own)")
-    p.add_argument("--protocol", default=None, help="standard or authors (denoising), gopro")
+    p.add_argument("--protocol", default=None,
+                   help="standard or authors (denoising), gopro (recorded blur), dpir (known "
+                        "degradations)")
     p.add_argument("--config", default=None, help="a configs/*.py file with get_config()")
     p.add_argument("--data-dir", default=None, help="data root, or a folder of images")
     p.add_argument("--out", default=None, help="output folder (new or empty)")

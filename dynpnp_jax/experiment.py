@@ -13,24 +13,29 @@ import dataclasses
 import datetime as _dt
 import importlib
 import importlib.util
+import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from .baselines import BASELINES
+
 __all__ = ["Experiment", "UsageError", "resolve", "load_config", "check_config", "method_kwargs",
-           "with_iters", "CONFIG_KEYS", "BASELINE_MODES"]
+           "with_iters", "CONFIG_KEYS", "BASELINE_MODES", "TASKS"]
 
 # Config keys: required ones first.
 CONFIG_KEYS = {
     "methods": "required: {method name: make_config keyword arguments (with 'mode'), or "
                "{sigma: keyword arguments}}",
     "prior": "required: the prior's registry name, '{sigma}' allowed (e.g. 'dncnn-s{sigma}')",
-    "task": "optional: 'denoise' or 'deblur' (must match the protocol)",
+    "task": "optional: 'denoise', 'deblur', 'sr' or 'inpaint' (must match the protocol)",
     "dataset": "optional: the default --dataset",
     "protocol": "optional: the default --protocol",
     "sigmas": "optional: the default --sigma list (denoising)",
     "noise": "optional: registry name of the noise estimator g, '{sigma}' allowed",
+    "tasks": "optional: the tasks a config serves when it does not fix one (e.g. the dpir "
+             "config: ['deblur', 'sr', 'inpaint'])",
     "published": "optional: published rows {row: {sigma: (psnr, ssim)}} (or keyed by prior name "
                  "first, with published_by_prior=True)",
     "published_by_prior": "optional: True when 'published' is keyed by prior name",
@@ -38,12 +43,22 @@ CONFIG_KEYS = {
     "batch": "optional: images per restore call (positive int)",
 }
 REQUIRED_KEYS = ("methods", "prior")
-# Methods that do not call the solver: mode -> what they output.
-BASELINE_MODES = {"input": "the degraded input itself"}
-# (dataset, paired) -> default config module in dynpnp_jax.configs
-DEFAULT_CONFIGS = {("set12", False): "denoise_set12", ("bsd68", False): "denoise_bsd68",
-                   ("gopro", True): "deblur_gopro", ("folder", False): "denoise_folder",
-                   ("folder", True): "deblur_folder"}
+# Methods that do not call the solver (dynpnp_jax.baselines): mode -> the tasks they apply to.
+BASELINE_MODES = {mode: tasks for mode, (tasks, _, _) in BASELINES.items()}
+TASKS = ("denoise", "deblur", "sr", "inpaint")
+DPIR_TASKS = ("deblur", "sr", "inpaint")  # known degradations, made by the dpir protocol
+
+
+def default_config_name(dataset: str, task: str, paired: bool) -> str | None:
+    """The config module (in ``dynpnp_jax.configs``) a dataset and task run by default."""
+    if paired:
+        return {"gopro": "deblur_gopro", "folder": "deblur_folder"}.get(dataset) if (
+            task == "deblur") else None
+    if task in DPIR_TASKS:
+        return "dpir"
+    return {"set12": "denoise_set12", "bsd68": "denoise_bsd68", "folder": "denoise_folder",
+            "set3g": "denoise_folder", "set3c": "denoise_color", "set5": "denoise_color",
+            "cbsd68": "denoise_cbsd68"}.get(dataset)
 
 
 class UsageError(ValueError):
@@ -163,12 +178,13 @@ def _configs_package():
     return importlib.import_module("dynpnp_jax.configs")
 
 
-def _default_config(dataset: str, paired: bool) -> tuple[dict, str]:
-    name = DEFAULT_CONFIGS.get((dataset, paired))
+def _default_config(dataset: str, task: str, paired: bool) -> tuple[dict, str]:
+    name = default_config_name(dataset, task, paired)
     if name is None:
         kind = "blur/sharp pairs" if paired else "clean images"
-        raise UsageError(f"--dataset {dataset}: no default experiment for {kind}. Fix: pass "
-                         f"--config FILE.")
+        raise UsageError(f"--dataset {dataset} --task {task}: no default experiment for {kind} "
+                         f"and this task. Fix: pass --config FILE"
+                         f"{', or --task deblur (recorded blur)' if paired else ''}.")
     _configs_package()
     module = importlib.import_module(f"dynpnp_jax.configs.{name}")
     return check_config(module.get_config(), f"configs/{name}.py"), f"configs/{name}.py"
@@ -201,21 +217,27 @@ def with_iters(kw: dict, iters: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ networks
-def _network_name(template: str, condition, arg: str) -> str:
+class _Fields(dict):
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
+def _network_name(template: str, fields: dict, arg: str) -> str:
     try:
-        return template.format(sigma=condition)
+        return template.format_map(_Fields(fields))
     except (KeyError, IndexError, ValueError) as err:
-        raise UsageError(f"{arg} {template!r}: only the field {{sigma}} may appear in a network "
-                         f"name, got {template!r} ({err}). Fix: e.g. --prior dncnn-s{{sigma}}.")
+        raise UsageError(f"{arg} {template!r}: the fields a network name may hold here are "
+                         f"{', '.join('{' + f + '}' for f in fields) or 'none'}, got {err}. "
+                         f"Fix: e.g. --prior dncnn-s{{sigma}} (denoising), ffdnet-{{color}}.")
 
 
-def _check_network(template: str, conditions, key, arg: str, cond_arg: str) -> dict:
+def _check_network(template: str, conditions, key, arg: str, cond_arg: str, fields) -> dict:
     from . import available
 
     names = available()
     out = {}
     for c in conditions:
-        name = _network_name(template, key(c), arg)
+        name = _network_name(template, fields(c), arg)
         if name in names:
             out[key(c)] = name
             continue
@@ -259,16 +281,227 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 # ------------------------------------------------------------------------------ resolve
+def _number(text: str) -> float | None:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _split_noise(args, notes: list) -> tuple[list | None, str | None]:
+    """``--noise``: noise levels (numbers, 8-bit scale) or, as before, the estimator's name."""
+    values = args.noise or []
+    nums = [_number(v) for v in values]
+    if values and all(n is not None for n in nums):
+        bad = [v for v, n in zip(values, nums) if n < 0 or n > 255]
+        if bad:
+            raise UsageError(f"--noise: noise levels are >= 0 on the 8-bit scale (e.g. 2.55 "
+                             f"7.65), got {bad}. Fix: pass levels as on 0..255 images.")
+        return [int(n) if n.is_integer() else n for n in nums], args.noise_net
+    if len(values) == 1 and args.noise_net is None:
+        notes.append("--noise NAME names the noise estimator g; prefer --noise-net NAME "
+                     "(--noise takes noise levels)")
+        return None, values[0]
+    if values:
+        raise UsageError(f"--noise: expected noise levels (numbers on the 8-bit scale, e.g. "
+                         f"--noise 2.55 7.65), got {values}. Fix: numbers only; the noise "
+                         f"estimator's network goes to --noise-net NAME.")
+    return None, args.noise_net
+
+
+def _task(args, cfg: dict | None, config_name, source) -> str:
+    task = args.task or (cfg or {}).get("task") or ("deblur" if source.paired else "denoise")
+    if args.task and cfg is not None and cfg.get("task") not in (None, args.task) and (
+            args.task not in cfg.get("tasks", ())):
+        raise UsageError(f"--task {args.task}: {config_name} is a {cfg['task']!r} experiment. "
+                         f"Fix: leave --task out, or use a config for {args.task}.")
+    if source.paired and task != "deblur":
+        raise UsageError(f"--task {task}: dataset {source.name!r} ({source.root}) holds "
+                         f"blur/sharp pairs, i.e. recorded blur. Fix: --task deblur, or a "
+                         f"dataset of clean images for {task}.")
+    return task
+
+
+def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source):
+    from . import data
+
+    default = "gopro" if source.paired else ("dpir" if task in DPIR_TASKS else "standard")
+    name = args.protocol or cfg.get("protocol") or default
+    if name not in data.PROTOCOLS:
+        raise UsageError(f"--protocol: unknown protocol {name!r}; expected one of "
+                         f"{', '.join(data.PROTOCOLS)}. Fix: 'standard' for published-table "
+                         f"numbers, 'authors' for the paper's notebooks, 'gopro' for blur/sharp "
+                         f"pairs, 'dpir' for known degradations (--task deblur/sr/inpaint).")
+    protocol = data.get_protocol(name)
+    if protocol.paired != source.paired:
+        fits = data.protocols.protocols_for(source.paired)
+        kind = "blur/sharp pairs" if source.paired else "clean images"
+        raise UsageError(f"--protocol {name}: takes "
+                         f"{'blur/sharp pairs' if protocol.paired else 'clean images'}, but "
+                         f"dataset {dataset!r} ({source.root}) holds {kind}. Fix: use "
+                         f"--protocol {' or '.join(fits)}"
+                         f"{'' if args.config is None else ', or a config for that task'}.")
+    if name == "dpir":
+        if task not in DPIR_TASKS:
+            raise UsageError(f"--protocol dpir: makes known degradations ({', '.join(DPIR_TASKS)})"
+                             f", got task {task!r}. Fix: --task deblur, sr or inpaint.")
+        return dataclasses.replace(protocol, task=task)
+    if protocol.task != task:
+        raise UsageError(f"--task {task} / --protocol {name}: protocol {name!r} is for "
+                         f"{protocol.task!r}. Fix: drop --protocol (task {task} picks its own) "
+                         f"or use --task {protocol.task}.")
+    if cfg.get("task", protocol.task) != protocol.task:
+        raise UsageError(f"{config_name}: task {cfg['task']!r} does not match protocol "
+                         f"{name!r} ({protocol.task}). Fix: use a config for that task.")
+    return protocol
+
+
+def _refuse(args, names: tuple[str, ...], why: str) -> None:
+    for name in names:
+        value = getattr(args, name.lstrip("-").replace("-", "_"))
+        if value:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise UsageError(f"{name} {shown}: {why}. Fix: leave {name} out.")
+
+
+def _dpir_conditions(args, protocol, noise_levels):
+    """Degradations (kernels x noise levels, x scales, or masks x noise levels) of the dpir
+    protocol, and the protocol with its kernel table."""
+    from . import kernels as K
+    from .data.degradations import DEFAULTS, Degradation, check_mask_spec
+
+    task = protocol.task
+    defaults = DEFAULTS[task]
+    noises = noise_levels if noise_levels is not None else defaults["noise"]
+    _refuse(args, ("--sigma",), f"the dpir protocol's noise level is --noise (8-bit scale, e.g. "
+            f"2.55)")
+    if task != "sr":
+        _refuse(args, ("--scale",), f"--scale is for --task sr, not {task}")
+    if task != "inpaint":
+        _refuse(args, ("--mask",), f"--mask is for --task inpaint, not {task}")
+    else:
+        _refuse(args, ("--kernel",), "inpainting has no blur kernel")
+    table, conds = {}, []
+
+    def kernels_of(spec: str) -> list:
+        try:
+            return K.parse_kernel(spec)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            raise UsageError(f"--kernel {spec}: {err}") from err
+
+    if task == "deblur":
+        pairs = [kv for spec in (args.kernel or defaults["kernels"]) for kv in kernels_of(spec)]
+        table = {name: k for name, k in pairs}
+        conds = [Degradation(task, n, kernel=name) for n in noises for name, _ in pairs]
+    elif task == "sr":
+        for s in args.scale or defaults["scales"]:
+            specs = [k.format(scale=s) for k in (args.kernel or defaults["kernels"])]
+            pairs = [kv for spec in specs for kv in kernels_of(spec)]
+            table.update({name: k for name, k in pairs})
+            conds += [Degradation(task, n, kernel=name, scale=s) for n in noises
+                      for name, _ in pairs]
+    else:
+        masks = args.mask or defaults["masks"]
+        for m in masks:
+            try:
+                check_mask_spec(m)
+            except ValueError as err:
+                raise UsageError(str(err)) from err
+        conds = [Degradation(task, n, mask=m) for n in noises for m in masks]
+    return dataclasses.replace(protocol, kernel_table=table), conds
+
+
+def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, str]:
+    if protocol.name == "dpir":
+        protocol, requested = _dpir_conditions(args, protocol, noise_levels)
+        cond_arg = "--kernel/--noise" if protocol.task != "inpaint" else "--mask/--noise"
+    elif protocol.condition_name == "sigma":
+        _refuse(args, ("--kernel", "--scale", "--mask"), f"protocol {protocol.name!r} denoises "
+                f"(known degradations: --task deblur, sr or inpaint)")
+        requested = args.sigma
+        if noise_levels is not None:
+            if args.sigma:
+                raise UsageError(f"--noise {' '.join(map(str, noise_levels))} / --sigma: both "
+                                 f"give the noise level for denoising. Fix: give one of them.")
+            requested = noise_levels
+            notes.append("--noise: the noise levels of a denoising run are its sigmas")
+        requested = requested or cfg.get("sigmas")
+        cond_arg = "--sigma"
+    else:
+        why = f"protocol {protocol.name!r} restores recorded blur, with no known degradation"
+        _refuse(args, ("--sigma", "--kernel", "--scale", "--mask"), why)
+        if noise_levels is not None:
+            raise UsageError(f"--noise {' '.join(map(str, noise_levels))}: {why}. Fix: leave "
+                             f"--noise out.")
+        requested, cond_arg = None, protocol.condition_name
+    try:
+        conditions, dup_notes = protocol.conditions(requested)
+    except ValueError as err:
+        raise UsageError(f"{cond_arg}: {err}") from err
+    notes += [f"{cond_arg}: {n}" for n in dup_notes]
+    return protocol, conditions, cond_arg
+
+
+def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
+    from . import make_config
+
+    applicable = {m for m, spec in cfg["methods"].items()
+                  if spec.get("mode") not in BASELINE_MODES
+                  or protocol.task in BASELINE_MODES[spec["mode"]]}
+    if args.method:
+        wanted = args.method
+        unknown = [m for m in wanted if m not in cfg["methods"]]
+        if unknown:
+            raise UsageError(f"--method: unknown method(s) {unknown}; {config_name} has "
+                             f"{list(cfg['methods'])}. Fix: pick from those.")
+        odd = [m for m in wanted if m not in applicable]
+        if odd:
+            raise UsageError(f"--method {' '.join(odd)}: does not apply to task "
+                             f"{protocol.task!r} (it is for "
+                             f"{', '.join(BASELINE_MODES[cfg['methods'][odd[0]]['mode']])}). Fix: "
+                             f"pick from {[m for m in cfg['methods'] if m in applicable]}.")
+    else:
+        wanted = [m for m in cfg["methods"] if m in applicable]
+    unique = list(dict.fromkeys(wanted))
+    if len(unique) < len(wanted):
+        notes.append(f"--method: {sorted({m for m in wanted if wanted.count(m) > 1})} given more "
+                     f"than once; each runs once")
+    methods: dict[str, dict[str, dict]] = {}
+    for m in unique:
+        methods[m] = {}
+        for c in conditions:
+            kw, note = method_kwargs(cfg["methods"][m], c)
+            if note:
+                notes.append(f"method {m!r}: {note}")
+            if kw.get("mode") in ("dpir", "calibrated") and hasattr(protocol, "solver_defaults"):
+                kw = {**protocol.solver_defaults(c), **kw}
+            if args.iters is not None and kw.get("mode") not in ("prior", *BASELINE_MODES):
+                kw = with_iters(kw, args.iters)
+            if kw.get("mode") not in BASELINE_MODES:
+                try:
+                    make_config(**kw)
+                except (TypeError, ValueError) as err:
+                    raise UsageError(f"{config_name}: method {m!r} ({protocol.condition_label(c)}"
+                                     f"): invalid solver settings {kw}: {err}. Fix: correct the "
+                                     f"config (or --iters).") from err
+            methods[m][protocol.condition_key(c)] = kw
+    return methods
+
+
 def resolve(args) -> Experiment:
     """The validated experiment of CLI ``args``; raises :class:`UsageError`. Reads the config
     and lists the dataset's files; writes nothing (a public test set missing locally may be
     downloaded into the cache)."""
-    from . import data, make_config
+    from . import data
 
     notes: list[str] = []
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise UsageError(f"--data-dir {args.data_dir}: no such folder. Fix: pass the folder "
                          f"that holds the images (or the data root).")
+    if args.weights is not None and not Path(args.weights).expanduser().exists():
+        raise UsageError(f"--weights {args.weights}: no such file or folder. Fix: pass the "
+                         f"prior's upstream weight file (or the folder holding it).")
     cfg, config_name = None, None
     if args.config:
         cfg, config_name = load_config(args.config), str(args.config)
@@ -281,82 +514,33 @@ def resolve(args) -> Experiment:
         source = data.resolve_source(dataset, args.data_dir)
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(f"--dataset {dataset} / --data-dir {args.data_dir}: {err}") from err
+    noise_levels, noise_net = _split_noise(args, notes)
+    task = _task(args, cfg, config_name, source)
     if cfg is None:
-        cfg, config_name = _default_config(dataset, source.paired)
-
-    # protocol: the config's (or the task's default), --protocol overrides
-    proto_name = args.protocol or cfg.get("protocol") or ("gopro" if source.paired
-                                                           else "standard")
-    if proto_name not in data.PROTOCOLS:
-        raise UsageError(f"--protocol: unknown protocol {proto_name!r}; expected one of "
-                         f"{', '.join(data.PROTOCOLS)}. Fix: 'standard' for published-table "
-                         f"numbers, 'authors' for the paper's notebooks, 'gopro' for blur/sharp "
-                         f"pairs.")
-    protocol = data.get_protocol(proto_name)
-    if protocol.paired != source.paired:
-        fits = data.protocols.protocols_for(source.paired)
-        kind = "blur/sharp pairs" if source.paired else "clean images"
-        raise UsageError(f"--protocol {proto_name}: takes "
-                         f"{'blur/sharp pairs' if protocol.paired else 'clean images'}, but "
-                         f"dataset {dataset!r} ({source.root}) holds {kind}. Fix: use "
-                         f"--protocol {' or '.join(fits)}"
-                         f"{'' if args.config is None else ', or a config for that task'}.")
-    if cfg.get("task", protocol.task) != protocol.task:
-        raise UsageError(f"{config_name}: task {cfg['task']!r} does not match protocol "
-                         f"{proto_name!r} ({protocol.task}). Fix: use a config for that task.")
-
-    # conditions
-    if protocol.condition_name == "sigma":
-        requested = args.sigma or cfg.get("sigmas")
-    else:
-        if args.sigma:
-            raise UsageError(f"--sigma: protocol {proto_name!r} ({protocol.task}) has no noise "
-                             f"level to choose, got --sigma {' '.join(map(str, args.sigma))}. "
-                             f"Fix: leave --sigma out.")
-        requested = None
-    try:
-        conditions, dup_notes = protocol.conditions(requested)
-    except ValueError as err:
-        raise UsageError(f"--sigma: {err}") from err
-    cond_arg = "--sigma" if protocol.condition_name == "sigma" else protocol.condition_name
-    notes += [f"{cond_arg}: {n}" for n in dup_notes]
+        cfg, config_name = _default_config(dataset, task, source.paired)
+    protocol = _protocol(args, cfg, config_name, task, dataset, source)
+    protocol, conditions, cond_arg = _conditions(args, cfg, protocol, noise_levels, notes)
     key = protocol.condition_key
 
-    # networks (registry names per condition)
-    prior_t = args.prior or cfg["prior"]
-    noise_t = args.noise or cfg.get("noise")
-    priors = _check_network(prior_t, conditions, key, "--prior", cond_arg)
-    noises = (_check_network(noise_t, conditions, key, "--noise", cond_arg) if noise_t
-              else {key(c): None for c in conditions})
-    networks = {key(c): (priors[key(c)], noises[key(c)]) for c in conditions}
+    # networks (registry names per condition): {sigma} for denoising, {color} from the data
+    channels = getattr(data.BUILDERS[dataset], "CHANNELS", None)
+    if channels is None and "{color}" in (args.prior or cfg["prior"]):
+        channels = data.sources.file_channels(source)  # from the files' headers
+    color = "gray" if channels == 1 else "color"
 
-    # methods
-    wanted = args.method or list(cfg["methods"])
-    unknown = [m for m in wanted if m not in cfg["methods"]]
-    if unknown:
-        raise UsageError(f"--method: unknown method(s) {unknown}; {config_name} has "
-                         f"{list(cfg['methods'])}. Fix: pick from those.")
-    wanted_unique = list(dict.fromkeys(wanted))
-    if len(wanted_unique) < len(wanted):
-        notes.append(f"--method: {sorted({m for m in wanted if wanted.count(m) > 1})} given more "
-                     f"than once; each runs once")
-    methods: dict[str, dict[str, dict]] = {}
-    for m in wanted_unique:
-        methods[m] = {}
-        for c in conditions:
-            kw, note = method_kwargs(cfg["methods"][m], c)
-            if note:
-                notes.append(f"method {m!r}: {note}")
-            if args.iters is not None and kw.get("mode") not in ("prior", *BASELINE_MODES):
-                kw = with_iters(kw, args.iters)
-            if kw.get("mode") not in BASELINE_MODES:
-                try:
-                    make_config(**kw)
-                except (TypeError, ValueError) as err:
-                    raise UsageError(f"{config_name}: method {m!r} ({protocol.condition_label(c)}"
-                                     f"): invalid solver settings {kw}: {err}. Fix: correct the "
-                                     f"config (or --iters).") from err
-            methods[m][key(c)] = kw
+    def fields(c):
+        out = {"color": color}
+        if protocol.condition_name == "sigma":
+            out["sigma"] = key(c)
+        return out
+
+    prior_t = args.prior or cfg["prior"]
+    noise_t = noise_net or cfg.get("noise")
+    priors = _check_network(prior_t, conditions, key, "--prior", cond_arg, fields)
+    noises = (_check_network(noise_t, conditions, key, "--noise-net", cond_arg, fields)
+              if noise_t else {key(c): None for c in conditions})
+    networks = {key(c): (priors[key(c)], noises[key(c)]) for c in conditions}
+    methods = _methods(args, cfg, config_name, protocol, conditions, notes)
 
     # published rows: only for the published data
     published = cfg.get("published") or {}

@@ -5,7 +5,9 @@ and calls :func:`write_all`. Every number here comes from the protocol's ``evalu
 :mod:`dynpnp_jax.metrics` (the one owner of PSNR); nothing is scored twice.
 
 ``results.json`` keys: ``dataset``, ``task``, ``protocol`` (+ ``protocol_description``),
-``condition_name`` ('sigma', 'blur', ...), ``conditions`` (keys), ``condition_labels``,
+``condition_name`` ('sigma', 'blur', 'degradation'), ``conditions`` (keys), ``condition_labels``,
+``condition_groups`` (e.g. the noise level shared by several kernels) and ``condition_fields``
+(kernel, noise, scale, mask of each), ``group_means`` (a method's mean over a group),
 ``sigmas`` (denoising), ``prior`` (the name template), ``networks`` (per condition),
 ``methods[method][condition]`` (``psnr``/``ssim`` means over the scored images -- None when an
 image failed --, ``n_scored``, ``n_images``, ``n_failed``, ``psnr_per_iter_mean``, ``seconds``,
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FILES", "new_results", "summarize", "write_all", "markdown_table", "save_png",
-           "safe_name", "plot_convergence", "plot_examples", "versions"]
+           "safe_name", "plot_convergence", "plot_examples", "versions", "groups", "group_means"]
 
 FILES = ("results.json", "results.csv", "results.md", "convergence.png", "examples.png")
 
@@ -94,6 +96,11 @@ def new_results(exp, *, n_images: int, conversions: dict) -> dict:
         "compile_cache": str(compilation_cache_dir()) if exp.compile_cache else None,
         "command": exp.command,
     }
+    group = getattr(proto, "condition_group", None)
+    fields = getattr(proto, "condition_fields", None)
+    res["condition_groups"] = {exp.key(c): group(c) if group else None for c in exp.conditions}
+    if fields:
+        res["condition_fields"] = {exp.key(c): fields(c) for c in exp.conditions}
     if proto.condition_name == "sigma":
         res["sigmas"] = list(exp.conditions)
     if res["prior"] is None:
@@ -116,9 +123,36 @@ def summarize(per_image: dict, seconds: float) -> dict:
 
 
 # ------------------------------------------------------------------------------ writers
+def groups(results: dict) -> dict[str, list[str]]:
+    """Condition keys by group (e.g. every kernel at one noise level); {} without groups."""
+    out: dict[str, list[str]] = {}
+    for k in results["conditions"]:
+        g = (results.get("condition_groups") or {}).get(k)
+        if g is not None:
+            out.setdefault(g, []).append(k)
+    return out
+
+
+def group_means(results: dict) -> dict:
+    """{method: {group: {'psnr', 'ssim', 'n_conditions'}}}: the mean over a group's conditions
+    (each over the same images); None when a condition of the group has no mean."""
+    out = {}
+    for method, per in results["methods"].items():
+        for g, keys in groups(results).items():
+            rows = [per.get(k) for k in keys]
+            ok = all(r and r["psnr"] is not None for r in rows)
+            out.setdefault(method, {})[g] = {
+                "psnr": float(np.mean([r["psnr"] for r in rows])) if ok else None,
+                "ssim": float(np.mean([r["ssim"] for r in rows])) if ok else None,
+                "n_conditions": len(keys)}
+    return out
+
+
 def write_all(results: dict, rows: list, figure: dict, out_dir: Path) -> None:
     """Writes every file of ``FILES`` into ``out_dir``."""
     out_dir = Path(out_dir)
+    if groups(results):
+        results["group_means"] = group_means(results)
     (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
     with open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -146,23 +180,41 @@ def _cell(r: dict | None) -> str:
     return cell
 
 
-def markdown_table(results: dict) -> str:
-    """Method x condition table of mean PSNR / SSIM, with the published rows only where the
-    data is the published set."""
-    keys = results["conditions"]
+def _table(results: dict, keys: list[str], mean_of: str | None = None) -> list[str]:
     labels = results["condition_labels"]
-    data = results["data"]
-    lines = [f"{results['dataset']} ({data['n_images']} image(s)), protocol "
-             f"`{results['protocol']}`, prior `{results['prior']}`", "",
-             "| method | " + " | ".join(f"{labels[k]} PSNR / SSIM" for k in keys) + " |",
-             "|---|" + "---|" * len(keys)]
+    head = [f"{labels[k]} PSNR / SSIM" for k in keys] + ([f"mean ({mean_of})"] if mean_of else [])
+    lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    means = results.get("group_means") or group_means(results) if mean_of else {}
     for method, per in results["methods"].items():
-        lines.append(f"| {method} | " + " | ".join(_cell(per.get(k)) for k in keys) + " |")
+        cells = [_cell(per.get(k)) for k in keys]
+        if mean_of:
+            m = means.get(method, {}).get(mean_of) or {}
+            cells.append("n/a" if m.get("psnr") is None else
+                         f"**{m['psnr']:.2f} / {m['ssim']:.4f}**")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     pub = results.get("published") or {}
     if results.get("published_shown"):
         for row, per in pub.items():
-            cells = [f"{per[k][0]:.2f} / {per[k][1]:.3f}" if k in per else "" for k in keys]
-            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+            cells = [(f"{per[k][0]:.2f}" + (f" / {per[k][1]:.3f}" if per[k][1] is not None
+                                             else "")) if k in per else "" for k in keys]
+            lines.append(f"| {row} | " + " | ".join(cells + ([""] if mean_of else [])) + " |")
+    return lines
+
+
+def markdown_table(results: dict) -> str:
+    """Method x condition table of mean PSNR / SSIM (one table per group, with the group's
+    mean, where the protocol groups its conditions, e.g. every kernel at one noise level), with
+    the published rows only where the data is the published set."""
+    data = results["data"]
+    lines = [f"{results['dataset']} ({data['n_images']} image(s)), protocol "
+             f"`{results['protocol']}` ({results['task']}), prior `{results['prior']}`"]
+    by_group = groups(results)
+    if by_group:
+        for g, keys in by_group.items():
+            lines += ["", f"{g}:", ""] + _table(results, keys, mean_of=g if len(keys) > 1 else None)
+    else:
+        lines += [""] + _table(results, results["conditions"])
+    if results.get("published_shown"):
         note = results.get("published_note") or "published rows: the full set"
         if data["n_images"] < data["n_files"]:
             note += f"; this run scored {data['n_images']} of its {data['n_files']} images"
@@ -190,16 +242,26 @@ def save_png(path: Path, img: np.ndarray) -> None:
 
 # ------------------------------------------------------------------------------ plots
 def plot_convergence(results: dict, path: Path) -> None:
-    """Mean PSNR (float, clipped output vs clean) against iteration, one panel per condition."""
+    """Mean PSNR (float, clipped output vs clean) against iteration: one panel per condition,
+    or per group of conditions (their mean curve) where the protocol groups them."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
-    keys = results["conditions"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, k in zip(axes[0], keys):
-        base = results["methods"].get("prior", {}).get(k, {}).get("psnr_per_iter_mean")
+    by_group = groups(results)
+    panels = (list(by_group.items()) if by_group else
+              [(results["condition_labels"][k], [k]) for k in results["conditions"]])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+
+    def mean_curve(per, keys):
+        curves = [per.get(k, {}).get("psnr_per_iter_mean") for k in keys]
+        if not curves or any(c is None for c in curves) or len({len(c) for c in curves}) != 1:
+            return None
+        return np.mean(curves, axis=0).tolist()
+
+    for ax, (title, keys) in zip(axes[0], panels):
+        base = mean_curve(results["methods"].get("prior", {}), keys)
         for method, per in results["methods"].items():
-            curve = per.get(k, {}).get("psnr_per_iter_mean")
+            curve = mean_curve(per, keys)
             if not curve or method == "prior":
                 continue
             style = "--" if method == "static" else "-"
@@ -209,12 +271,12 @@ def plot_convergence(results: dict, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("iteration t")
         ax.set_ylabel("mean PSNR (dB)")
-        ax.set_title(f"{results['dataset']} {results['condition_labels'][k]}")
+        ax.set_title(f"{results['dataset']} {title}" + (f" ({len(keys)} conditions)"
+                                                         if len(keys) > 1 else ""), fontsize=9)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle(f"protocol {results['protocol']}: dynamic (solid) vs static stacking (dashed)",
-                 fontsize=9)
+    fig.suptitle(f"protocol {results['protocol']}: mean PSNR per iteration", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

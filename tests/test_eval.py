@@ -331,3 +331,147 @@ def test_enable_compilation_cache(tmp_path, monkeypatch):
         for n, v in saved.items():
             jax.config.update(n, v)
         compilation_cache.reset_cache()
+
+
+# ------------------------------------------------------------------------------ known degradations
+@pytest.fixture(scope="module")
+def gray_crops(cache, tmp_path_factory):
+    """64x64 crops of two Set3G images (gray)."""
+    src = require_shared("data", "set3g")
+    folder = tmp_path_factory.mktemp("set3g_crops")
+    for name in ("cameraman", "house"):
+        Image.fromarray(np.asarray(Image.open(src / f"{name}.png"))[64:128, 64:128]).save(
+            folder / f"{name}.png")
+    return folder
+
+
+def test_cli_deblur_known_kernels(gray_crops, tmp_path):
+    out = tmp_path / "out"
+    ev.main(["--task", "deblur", "--dataset", "folder", "--data-dir", str(gray_crops),
+             "--kernel", "gauss:1.6,15", "motion:9,30", "--noise", "2.55", "7.65",
+             "--method", "input", "wiener", "--out", str(out), "--no-compile-cache"])
+    res = json.loads((out / "results.json").read_text())
+    assert (res["protocol"], res["task"], res["condition_name"]) == ("dpir", "deblur",
+                                                                      "degradation")
+    assert res["conditions"] == ["gauss:1.6,15|2.55", "motion:9,30|2.55", "gauss:1.6,15|7.65",
+                                 "motion:9,30|7.65"]
+    assert res["condition_fields"]["motion:9,30|7.65"] == {
+        "task": "deblur", "noise": 7.65, "kernel": "motion:9,30", "scale": 1}
+    assert res["prior"] == "ffdnet-gray"  # {color} from the files
+    for method in ("input", "wiener"):
+        per = res["methods"][method]
+        mean = res["group_means"][method]["noise=2.55"]
+        assert mean["psnr"] == pytest.approx(np.mean([per[k]["psnr"] for k in res["conditions"][:2]]))
+        assert mean["n_conditions"] == 2
+    # more noise, lower PSNR; the Wiener filter beats the blurred input at low noise
+    assert res["methods"]["input"]["gauss:1.6,15|7.65"]["psnr"] < res["methods"]["input"][
+        "gauss:1.6,15|2.55"]["psnr"]
+    assert res["group_means"]["wiener"]["noise=2.55"]["psnr"] > res["group_means"]["input"][
+        "noise=2.55"]["psnr"]
+    md = (out / "results.md").read_text()
+    assert "noise=2.55:" in md and "mean (noise=7.65)" in md
+    assert len(_rows(out / "results.csv")) == 2 * 4 * 2
+    assert list(_rows(out / "results.csv")[0])[1] == "degradation"
+
+
+def test_cli_sr_and_inpaint_baselines(gray_crops, tmp_path):
+    out = tmp_path / "sr"
+    ev.main(["--task", "sr", "--dataset", "folder", "--data-dir", str(gray_crops), "--scale",
+             "2", "4", "--kernel", "gauss:1.2,15", "--method", "input", "bicubic", "--out",
+             str(out), "--no-compile-cache"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["conditions"] == ["x2|gauss:1.2,15|0", "x4|gauss:1.2,15|0"]
+    x2, x4 = (res["methods"]["bicubic"][k]["psnr"] for k in res["conditions"])
+    assert x2 > x4 and x2 > res["methods"]["input"]["x2|gauss:1.2,15|0"]["psnr"]
+    out = tmp_path / "inpaint"
+    ev.main(["--task", "inpaint", "--dataset", "folder", "--data-dir", str(gray_crops),
+             "--mask", "random:0.5", "random:0.8", "--method", "input", "interp", "--out",
+             str(out), "--no-compile-cache"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["conditions"] == ["random:0.5|0", "random:0.8|0"]
+    interp = res["methods"]["interp"]
+    assert interp["random:0.5|0"]["psnr"] > interp["random:0.8|0"]["psnr"] > res["methods"][
+        "input"]["random:0.8|0"]["psnr"]
+
+
+def test_resolve_known_degradations(crops, tmp_path):
+    from dynpnp_jax import experiment
+
+    def resolve(*argv):
+        args = ev.build_parser().parse_args(["--dataset", "set3g", "--out", str(tmp_path / "o"),
+                                             *argv])
+        return experiment.resolve(args)
+
+    require_shared("data", "set3g")
+    exp = resolve("--task", "deblur", "--kernel", "levin", "--noise", "2.55", "7.65")
+    assert exp.protocol.name == "dpir" and len(exp.conditions) == 16
+    assert [exp.key(c) for c in exp.conditions[:2]] == ["levin:1|2.55", "levin:2|2.55"]
+    assert list(exp.methods) == ["input", "wiener", "dpir"]  # bicubic/interp: other tasks
+    assert exp.methods["dpir"]["levin:8|7.65"] == {"iters": 8, "noise_level": 7.65 / 255,
+                                                   "mode": "dpir", "ensemble": True}
+    assert exp.networks["levin:1|2.55"] == ("ffdnet-gray", None)
+    exp = resolve("--task", "sr", "--scale", "2", "3")
+    assert [exp.key(c) for c in exp.conditions] == ["x2|bicubic:2|0", "x3|bicubic:3|0"]
+    assert exp.methods["dpir"]["x3|bicubic:3|0"]["iters"] == 24
+    exp = resolve("--task", "inpaint", "--iters", "4")
+    assert [exp.key(c) for c in exp.conditions] == ["random:0.5|0"]
+    assert exp.methods["dpir"]["random:0.5|0"]["iters"] == 4 and "interp" in exp.methods
+    exp = resolve("--noise", "dncnn-b-gray", "--prior", "dncnn-b-gray")  # the old meaning
+    assert exp.networks["25"] == ("dncnn-b-gray", "dncnn-b-gray")
+    assert any("--noise-net" in n for n in exp.notes)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # converts FFDNet, compiles the x8 ensemble
+def test_cli_dpir_solver(gray_crops, tmp_path):
+    require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
+    out = tmp_path / "out"
+    ev.main(["--task", "deblur", "--dataset", "folder", "--data-dir", str(gray_crops),
+             "--kernel", "gauss:1.6,15", "--noise", "2.55", "--method", "input", "dpir",
+             "--save-images", "--out", str(out), "--no-compile-cache"])
+    res = json.loads((out / "results.json").read_text())
+    key = "gauss:1.6,15|2.55"
+    assert res["config"]["dpir"][key] == {"iters": 8, "noise_level": pytest.approx(0.01),
+                                          "mode": "dpir", "ensemble": True}
+    dpir, inp = res["methods"]["dpir"][key], res["methods"]["input"][key]
+    assert dpir["psnr"] > inp["psnr"] + 3 and len(dpir["psnr_per_iter_mean"]) == 8
+    assert len(list((out / "images" / "dpir").glob("*.png"))) == 2
+
+
+BAD_DEGRADATIONS = [
+    (["--task", "sr", "--mask", "random:0.5"], "--mask random:0.5: --mask is for --task inpaint"),
+    (["--task", "deblur", "--kernel", "nonsense"], "--kernel nonsense: .*unknown kernel"),
+    (["--task", "deblur", "--noise", "-1"], "--noise: noise levels are >= 0"),
+    (["--task", "deblur", "--method", "bicubic"], "--method bicubic: does not apply to task "
+                                                  "'deblur'"),
+    (["--task", "inpaint", "--mask", "random:1.5"], "random:P needs the missing fraction"),
+    (["--task", "deblur", "--sigma", "25"], "--sigma 25: the dpir protocol's noise level is "
+                                            "--noise"),
+    (["--kernel", "levin"], "--kernel levin: protocol 'standard' denoises"),
+    (["--task", "deblur", "--protocol", "standard"], "protocol 'standard' is for 'denoise'"),
+    (["--task", "deblur", "--scale", "2"], "--scale 2: --scale is for --task sr"),
+]
+
+
+@pytest.mark.parametrize("extra,expected", BAD_DEGRADATIONS,
+                         ids=[" ".join(a) for a, _ in BAD_DEGRADATIONS])
+def test_bad_degradation_arguments(extra, expected, crops, tmp_path, capsys):
+    import re
+
+    out = tmp_path / "out"
+    msg = _fails(["--dataset", "folder", "--data-dir", str(crops), "--out", str(out), *extra],
+                 capsys, code=2)
+    assert re.search(expected, msg), msg
+    _nothing_left(tmp_path, "out")
+
+
+def test_recorded_blur_takes_no_known_degradation(pairs, tmp_path, capsys):
+    for extra, expected in ((["--task", "sr"], "--task sr: dataset 'folder'.*blur/sharp pairs"),
+                            (["--noise", "2.55"], "--noise 2.55: protocol 'gopro' restores "
+                                                  "recorded blur"),
+                            (["--kernel", "levin"], "--kernel levin: protocol 'gopro'")):
+        import re
+
+        msg = _fails(["--dataset", "folder", "--data-dir", str(pairs), "--out",
+                      str(tmp_path / "o"), *extra], capsys, code=2)
+        assert re.search(expected, msg), msg

@@ -141,7 +141,7 @@ def test_authors_metrics_match_old_skimage_defaults():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors', 'gopro'\]"):
+    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors', 'gopro', 'dpir'\]"):
         get_protocol("kair")
     proto = get_protocol("standard")
     with pytest.raises(ValueError, match="uint8"):
@@ -247,3 +247,104 @@ def test_authors_rotation_is_the_library_rule():
                                   validation.to_landscape(img, True).astype(np.float32) / 255)
     np.testing.assert_array_equal(validation.to_landscape(meta["reference"], True, inverse=True),
                                   img.astype(np.float32) / 255)
+
+
+# ------------------------------------------------------------------------------ dpir
+def _dpir(task="deblur", **table):
+    import dataclasses
+
+    return dataclasses.replace(get_protocol("dpir"), task=task, kernel_table=table)
+
+
+def _levin_raw(i):
+    """Levin09.mat's i-th kernel as DPIR's script reads it (float64, as stored)."""
+    import h5py
+
+    from conftest import require_shared
+
+    path = require_shared("data", "kernels", "Levin09.mat")
+    with h5py.File(path, "r") as f:
+        return np.asarray(f[f["kernels"][()].ravel()[i - 1]], np.float64).T
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dpir_deblur_is_their_script(channels):
+    """main_dpir_deblur.py, line by line: modcrop 8, uint8 convolution (wrap), seed 0, noise."""
+    from scipy import ndimage
+
+    from dynpnp_jax import kernels, operators
+    from dynpnp_jax.data.degradations import Degradation
+
+    k_raw = _levin_raw(2)
+    (name, k32), = kernels.parse_kernel("levin:2")
+    proto = _dpir(**{name: k32})
+    img = _image(70, 83, channels, seed=11)
+    img[10:40, 10:40] = 100  # a flat patch: where the kernel's sum (1 - 4e-16) shows
+    cond = Degradation("deblur", 7.65, kernel=name)
+    prob = proto.problem({"image": img, "name": "x"}, cond)
+    # theirs
+    img_H = img[:64, :80]  # util.modcrop(img_H, 8)
+    img_L = ndimage.convolve(img_H, np.expand_dims(k_raw, axis=2), mode="wrap")
+    assert img_L.dtype == np.uint8
+    img_L = np.float32(img_L / 255.)  # util.uint2single
+    np.random.seed(seed=0)
+    img_L += np.random.normal(0, 7.65 / 255., img_L.shape)
+    np.testing.assert_array_equal(prob.y, img_L)
+    np.testing.assert_array_equal(prob.meta["reference"], img_H)
+    assert isinstance(prob.params_extra["A"], operators.Blur)
+    # the operator blurs as the degradation did (up to scipy's truncation to uint8)
+    blurred = np.asarray(prob.params_extra["A"](np.float32(img_H / 255.)[None]))[0]
+    y8 = ndimage.convolve(img_H, np.expand_dims(k_raw, 2), mode="wrap")
+    assert np.abs(blurred * 255 - y8).max() < 1.0 + 1e-3
+    # scored as theirs: uint8(round(clip)) against img_H, PSNR on the whole image
+    out = np.clip(np.float32(img_H / 255.) + 0.004, 0, 1)
+    mse = np.mean((np.uint8((out * 255).round()).astype(float) - img_H) ** 2)
+    assert proto.evaluate(out, prob.meta)["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse),
+                                                                   abs=1e-3)
+
+
+def test_dpir_sr_and_inpaint_problems():
+    from scipy import ndimage
+
+    from dynpnp_jax import kernels, operators
+    from dynpnp_jax.data.degradations import Degradation
+
+    (name, k), = kernels.parse_kernel("gauss:1.6,15")
+    proto = _dpir("sr", **{name: k})
+    img = _image(50, 61, 3, seed=12)
+    prob = proto.problem({"image": img, "name": "x"}, Degradation("sr", 0, kernel=name, scale=3))
+    gt = img[:48, :60]
+    y8 = ndimage.convolve(gt, k.astype(np.float64)[..., None], mode="wrap")[0::3, 0::3]
+    np.testing.assert_array_equal(prob.y, np.float32(y8 / 255.))  # noise 0
+    assert prob.clean.shape == (48, 60, 3) and prob.meta["border"] == 3
+    op = prob.params_extra["A"]
+    assert isinstance(op, operators.Downsample) and op.factor == 3
+    assert np.abs(np.asarray(op(np.float32(gt / 255.)[None]))[0] * 255 - y8).max() < 1 + 1e-3
+    out = np.float32(gt / 255.).copy()
+    out[0, 0] = 0  # inside the border: not scored
+    assert proto.evaluate(out, prob.meta)["psnr"] == np.inf
+
+    proto = _dpir("inpaint")
+    img = _image(40, 50, 1, seed=13)
+    prob = proto.problem({"image": img, "name": "x"}, Degradation("inpaint", 0, mask="random:0.3"))
+    m = prob.meta["mask"]
+    assert m.shape == (40, 50) and 0.6 < m.mean() < 0.8
+    np.testing.assert_array_equal(prob.y[..., 0], np.where(m, np.float32(img[..., 0] / 255.), 0))
+    assert isinstance(prob.params_extra["A"], operators.Mask)
+
+
+def test_dpir_conditions():
+    from dynpnp_jax.data.degradations import Degradation
+
+    proto = _dpir(**{"levin:1": np.ones((3, 3)) / 9, "gauss:2": np.ones((3, 3)) / 9})
+    conds, notes = proto.conditions([Degradation("deblur", 2.55, kernel="levin:1"),
+                                     Degradation("deblur", 2.55, kernel="gauss:2"),
+                                     Degradation("deblur", 2.55, kernel="levin:1")])
+    assert len(conds) == 2 and len(notes) == 1
+    assert [proto.condition_key(c) for c in conds] == ["levin:1|2.55", "gauss:2|2.55"]
+    assert proto.condition_group(conds[0]) == proto.condition_group(conds[1]) == "noise=2.55"
+    assert proto.solver_defaults(conds[0]) == {"iters": 8, "noise_level": 2.55 / 255}
+    with pytest.raises(ValueError, match="noise must be a level >= 0 on the 8-bit scale"):
+        proto.conditions([Degradation("deblur", -1, kernel="levin:1")])
+    with pytest.raises(ValueError, match="not known"):
+        proto.conditions([Degradation("deblur", 0, kernel="motion:3,4")])

@@ -1,5 +1,5 @@
-"""Test data: TFDS builders for Set12, BSD68, GoPro and any folder of images, and the
-evaluation protocols (noise, crops, metrics) that turn a dataset example into a scored
+"""Test data: TFDS builders for Set12, BSD68, GoPro, Set3G, Set3C, Set5, CBSD68 and any folder
+of images, and the evaluation protocols (noise, crops, metrics) that turn a dataset example into a scored
 restoration problem.
 
 Quick use::
@@ -21,14 +21,14 @@ import os
 
 import numpy as np
 
-from . import builders, protocols, sources
+from . import builders, protocols, degradations, sources  # protocols first: it registers dpir
 from .builders import BUILDERS, get_builder
 from .protocols import PROTOCOLS, NonFiniteOutput, Problem, Protocol, get_protocol
 from .sources import ImageReadError, read_image, reference_status, to_channels
 
 __all__ = ["DATASETS", "load_dataset", "resolve_source", "get_builder", "Protocol", "Problem",
            "NonFiniteOutput", "PROTOCOLS", "get_protocol", "ImageReadError", "read_image",
-           "reference_status", "to_channels", "builders", "protocols", "sources"]
+           "reference_status", "to_channels", "builders", "degradations", "protocols", "sources"]
 
 DATASETS: tuple[str, ...] = tuple(BUILDERS)
 

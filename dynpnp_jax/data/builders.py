@@ -1,4 +1,5 @@
-"""TFDS builders for the test sets: set12, bsd68, gopro and any folder of images.
+"""TFDS builders for the test sets: set12, bsd68, gopro, set3g, set3c, set5, cbsd68 and any
+folder of images.
 
 They work with ``tensorflow-datasets`` alone (TensorFlow not installed): images are stored as
 ``tfds.features.Tensor(shape=(None, None, C), dtype=np.uint8, encoding='zlib')`` rather than
@@ -8,9 +9,9 @@ They work with ``tensorflow-datasets`` alone (TensorFlow not installed): images 
 
 Each builder has one split, ``test``, written in name order (``disable_shuffling``). Features:
 
-* clean sets (set12, bsd68, folder of images): ``image`` uint8 (H, W, C) and ``name`` (the
-  file stem, e.g. '01'). Set12/BSD68 are gray, C = 1; a folder keeps each file's kind (C = 1 or
-  3). Files are read by ``sources.read_image`` (PNG/BMP/JPEG/TIFF, 8 or 16 bit: see
+* clean sets (set12, bsd68, set3g, set3c, set5, cbsd68, folder of images): ``image`` uint8 (H, W, C) and ``name`` (the
+  file stem, e.g. '01'). Set12/BSD68/Set3G are gray, C = 1; Set3C/Set5/CBSD68 RGB, C = 3; a
+  folder keeps each file's kind (C = 1 or 3). Files are read by ``sources.read_image`` (PNG/BMP/JPEG/TIFF, 8 or 16 bit: see
   ``sources.BIT_DEPTH_RULE``); a file that cannot be read stops the build with its path.
 * paired sets (gopro, folder with ``blur/`` + ``sharp/``): ``blur`` uint8 (H, W, 3 or C),
   ``sharp`` of the same shape, ``has_sharp`` (bool) and ``name``. Where no sharp frame exists
@@ -40,7 +41,8 @@ import tensorflow_datasets as tfds
 from .. import paths
 from . import sources
 
-__all__ = ["Set12", "Bsd68", "Gopro", "Folder", "BUILDERS", "get_builder"]
+__all__ = ["Set12", "Bsd68", "Gopro", "Set3g", "Set3c", "Set5", "Cbsd68", "Folder", "BUILDERS",
+           "get_builder"]
 
 
 class _QuietCustomConfig(logging.Filter):
@@ -164,6 +166,30 @@ class Gopro(_PngBuilder, skip_registration=True):
         return True
 
 
+class Set3g(_PngBuilder, skip_registration=True):
+    """Set3G: cameraman, house, lena256 (256x256 gray), the IRCNN/DPIR deblurring test images."""
+    CHANNELS = 1
+    HOMEPAGE = "https://github.com/cszn/IRCNN/tree/master/testsets/Set3G"
+
+
+class Set3c(_PngBuilder, skip_registration=True):
+    """Set3C as DPIR uses it: butterfly, leaves, starfish (256x256 RGB)."""
+    CHANNELS = 3
+    HOMEPAGE = "https://github.com/cszn/DPIR/tree/master/testsets/set3c"
+
+
+class Set5(_PngBuilder, skip_registration=True):
+    """Set5 ground truths (baby, bird, butterfly, head, woman; RGB), the SR test set."""
+    CHANNELS = 3
+    HOMEPAGE = "https://github.com/cszn/DPIR/tree/master/testsets/set5"
+
+
+class Cbsd68(_PngBuilder, skip_registration=True):
+    """CBSD68: the colour BSD68 images (68 RGB, 481x321 / 321x481), colour denoising."""
+    CHANNELS = 3
+    HOMEPAGE = "https://github.com/cszn/FFDNet/tree/master/testsets/CBSD68"
+
+
 class Folder(_PngBuilder, skip_registration=True):
     """Any folder of images (PNG, BMP, JPEG, TIFF; 8 or 16 bit): clean images (``image``), or
     ``blur/`` + optional ``sharp/`` pairs matched by name. Gray files stay 1-channel, all others
@@ -173,7 +199,8 @@ class Folder(_PngBuilder, skip_registration=True):
         return self._source.paired
 
 
-BUILDERS = {"set12": Set12, "bsd68": Bsd68, "gopro": Gopro, "folder": Folder}
+BUILDERS = {"set12": Set12, "bsd68": Bsd68, "gopro": Gopro, "set3g": Set3g, "set3c": Set3c,
+            "set5": Set5, "cbsd68": Cbsd68, "folder": Folder}
 
 
 def get_builder(name: str, *, data_dir: str | os.PathLike | None = None,

@@ -59,6 +59,9 @@ The denoising protocols also expose their four steps, for notebooks and tuning::
     scikit-image then took the float dtype range (-1, 1). This inflates SSIM against
     ``data_range=1``; it is kept because the point of this protocol is their numbers.
 
+``dpir`` (known degradations: blur, super-resolution, inpainting + noise, as DPIR's scripts make
+them): see :mod:`dynpnp_jax.data.degradations`.
+
 ``gopro`` (motion deblurring, the paper's Table 2): one condition (the recorded blur);
 ``y = blur / 255`` as float32, the reference the sharp frame where there is one. Scored as
 ``standard`` scores: output clipped and rounded to 8 bits, PSNR and Gaussian SSIM (mean over
@@ -435,6 +438,10 @@ class Gopro(Protocol):
 
 PROTOCOLS: dict[str, Protocol] = {"standard": Standard(), "authors": Authors(), "gopro": Gopro()}
 
+from .degradations import Dpir  # noqa: E402  (it builds on the classes above)
+
+PROTOCOLS["dpir"] = Dpir()
+
 
 def get_protocol(name: str) -> Protocol:
     """The protocol called ``name`` (one of ``PROTOCOLS``)."""
@@ -442,7 +449,7 @@ def get_protocol(name: str) -> Protocol:
         raise ValueError(f"get_protocol: unknown protocol `name`={name!r}; valid names: "
                          f"{list(PROTOCOLS)}. Fix: use 'standard' for published-table numbers, "
                          f"'authors' to reproduce the paper's notebooks, 'gopro' for blur/sharp "
-                         f"pairs.")
+                         f"pairs, 'dpir' for known degradations.")
     return PROTOCOLS[name]
 
 

@@ -8,10 +8,12 @@ A *source* is the list of image files one builder turns into TFDS records, resol
    checkout, when it holds the dataset;
 3. else a download into ``paths.cache_dir()/downloads/<name>`` where a public source exists
    (Set12 and BSD68 from github.com/cszn/DnCNN ``testsets/``, verified by a SHA-256 digest);
-   GoPro is a manual download and raises with the steps.
+   GoPro is a manual download and raises with the steps; Set3G, Set3C, Set5 and CBSD68 (the
+   IRCNN/DPIR/FFDNet test sets) are read from a local copy only.
 
 A data root may hold the dataset in a sub-folder (``set12/`` or ``Set12/``, ``bsd68/`` or
-``BSD68/``, ``gopro/`` or ``GOPRO_Large/``) or *be* the dataset folder itself.
+``BSD68/``, ``gopro/`` or ``GOPRO_Large/``, ``set3g/``, ``set3c/``, ``set5/``, ``cbsd68/``) or
+*be* the dataset folder itself.
 
 Every source has a ``fingerprint``: a hash of its root path and of each file's relative path,
 size and modification time. The builders key their prepared TFDS data by it, so a changed,
@@ -53,6 +55,19 @@ _PUBLIC = {
               "0cd31e72ce3df30574f8f5d3b7588b2127b1d2db9481d3e4dee299a5b272d9f7"),
 }
 _GOPRO_ALIASES = ("gopro", "GOPRO_Large", "GoPro")
+
+# Test sets read from a local copy only (shared/data; no download here): name -> (sub-folder
+# aliases, upstream, number of files, digest over "name:sha256\n" lines of the local copy).
+_LOCAL = {
+    "set3g": (("set3g", "Set3G"), "cszn/IRCNN testsets/Set3G (cameraman, house, lena256)", 3,
+              "ac96727b8b9dee30f10279ea5c0944a51f2fdbe42ad56215fdedaa4a44591a0a"),
+    "set3c": (("set3c", "Set3C"), "cszn/DPIR testsets/set3c (butterfly, leaves, starfish)", 3,
+              "e671372de7da2fcfe5524d1e2e3e513439a5b04811cfef5fc5f1073ab5c8bf39"),
+    "set5": (("set5", "Set5"), "cszn/DPIR testsets/set5 ground truths (BMP converted to PNG)", 5,
+             "f39c9e12542fd22e4dfae1e80befc82da638821b630aabe19386d2ca6e2a9d60"),
+    "cbsd68": (("cbsd68", "CBSD68"), "cszn/FFDNet testsets/CBSD68", 68,
+               "71f0be8b49dfa966f1c89e517cf67ef23486cc6e0f98b41987814e2d340dc0e3"),
+}
 
 GOPRO_INSTRUCTIONS = f"""\
 GoPro (GOPRO_Large) is a manual download (no scriptable public URL):
@@ -141,6 +156,24 @@ def to_channels(img: np.ndarray, channels: int | None) -> np.ndarray:
         return np.repeat(img, 3, axis=-1)
     raise ValueError(f"to_channels: cannot convert a {c}-channel image to {channels} channels; "
                      f"expected 1 or 3 on both sides. Fix: pass a gray or RGB image.")
+
+
+def file_channels(source: "Source") -> int:
+    """1 when every image file of ``source`` is gray (by its header, as ``read_image`` keeps
+    it), else 3."""
+    for item in source.items:
+        for path in (item.image, item.blur):
+            if path is None:
+                continue
+            try:
+                with Image.open(path) as im:
+                    gray = im.mode in ("L", "LA", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
+            except (OSError, SyntaxError) as err:
+                raise ImageReadError(f"cannot read image {path}: {err}. Fix: re-export or "
+                                     f"remove the file.") from err
+            if not gray:
+                return 3
+    return 1
 
 
 def _u16_to_u8(arr: np.ndarray) -> np.ndarray:
@@ -389,7 +422,7 @@ def resolve(name: str, data_dir: str | os.PathLike | None = None) -> Source:
     """Finds (or downloads) the files of dataset ``name``; see the module docstring.
 
     Args:
-      name: 'set12', 'bsd68', 'gopro' or 'folder'.
+      name: 'set12', 'bsd68', 'gopro', 'set3g', 'set3c', 'set5', 'cbsd68' or 'folder'.
       data_dir: a data root (or the dataset folder itself); required for 'folder', where it is
         the folder of images (``IMAGE_SUFFIXES``) or of ``blur/`` (+ optional ``sharp/``)
         sub-folders.
@@ -430,6 +463,17 @@ def resolve(name: str, data_dir: str | os.PathLike | None = None) -> Source:
                            "\n" + GOPRO_INSTRUCTIONS)
         return _paired_source(name, folder, _gopro_items(folder))
 
+    if name in _LOCAL:
+        aliases, upstream, count, _ = _LOCAL[name]
+        folder = _dataset_folder(root, aliases, list_images) if root else None
+        if folder is None:
+            where = f"under {root}" if root else "(no data_dir, $DYNPNP_DATA or shared/data)"
+            raise _missing(name, f"{where} (tried {', '.join(aliases)} and the folder itself)",
+                           f"{aliases[0]}/ with the {count} images of {upstream}",
+                           f"copy them into <root>/{aliases[0]}/ and pass data_dir=<root> (or "
+                           f"set DYNPNP_DATA=<root>).")
+        return _clean_source(name, folder)
+
     aliases, *_ = _PUBLIC[name]
     folder = _dataset_folder(root, aliases, list_images) if root else None
     if folder is None and explicit is not None:
@@ -461,7 +505,8 @@ def _content_digest(root: Path, files: list[Path]) -> str:
 def reference_status(source: Source) -> tuple[bool, str]:
     """Whether ``source`` is the published test set its name says, and how that was decided.
 
-    Set12/BSD68: the exact file names of cszn/DnCNN ``testsets`` and their SHA-256 digest.
+    Set12/BSD68: the exact file names of cszn/DnCNN ``testsets`` and their SHA-256 digest;
+    Set3G/Set3C/Set5/CBSD68: the digest of the copies in ``shared/data``.
     GoPro: the offline sample (by digest) or the full test set (1111 frames in
     ``<sequence>/<frame>`` form; too large to hash on every run). ``folder``: never.
 
@@ -477,6 +522,15 @@ def reference_status(source: Source) -> tuple[bool, str]:
             return False, (f"custom data: the files in {source.root} have the names of "
                            f"{upstream} but not its contents (SHA-256 differs)")
         return True, f"cszn/DnCNN testsets/{upstream} (SHA-256 verified)"
+    if source.name in _LOCAL:
+        _, upstream, count, digest = _LOCAL[source.name]
+        files = [it.image for it in source.items]
+        if len(files) != count:
+            return False, (f"custom data: {len(files)} file(s) in {source.root}, not the {count} "
+                           f"of {upstream}")
+        if _content_digest(source.root, files) != digest:
+            return False, f"custom data: the files in {source.root} are not those of {upstream}"
+        return True, f"{upstream} (SHA-256 verified)"
     if source.name == "gopro":
         files = sorted(p for it in source.items for p in (it.blur, it.sharp) if p is not None)
         if len(files) <= 64:

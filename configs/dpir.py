@@ -1,0 +1,30 @@
+"""Known degradations, the DPIR way: deblurring, super-resolution and inpainting with FFDNet as
+the plug-and-play prior (``dpir`` protocol and solver mode; ALGORITHM.md section 5).
+
+    python -m dynpnp_jax.eval --task deblur --dataset set3c --kernel levin --noise 2.55 7.65
+    python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4 --kernel bicubic:{scale}
+    python -m dynpnp_jax.eval --task inpaint --dataset set3g --mask random:0.5 --noise 0
+
+``dpir``: the solver's ``dpir`` mode with the known operator fixed (``params['A']``): DPIR's
+schedule (sigma from 49/255 down to the noise level, rho_t), T = 8 for deblurring and
+inpainting, 24 for SR, with the x8 self-ensemble as DPIR's scripts run it. The prior is FFDNet
+(gray or colour after the data): DPIR's own DRUNet weights are not used here. Baselines: the
+degraded input, Wiener deconvolution (deblur), bicubic up-sampling (SR), linear interpolation
+(inpainting).
+"""
+
+
+def get_config() -> dict:
+    return {
+        "tasks": ["deblur", "sr", "inpaint"],
+        "protocol": "dpir",
+        "prior": "ffdnet-{color}",
+        "methods": {
+            "input": {"mode": "input"},
+            "wiener": {"mode": "wiener"},
+            "bicubic": {"mode": "bicubic"},
+            "interp": {"mode": "interp"},
+            "dpir": {"mode": "dpir", "ensemble": True},
+        },
+        "batch": 4,
+    }

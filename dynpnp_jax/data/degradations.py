@@ -1,0 +1,242 @@
+"""The ``dpir`` protocol: known degradations -- blur, super-resolution, inpainting -- plus
+Gaussian noise, as the DPIR scripts (Zhang et al., TPAMI 2021, ``main_dpir_deblur.py``,
+``main_dpir_sisr.py``) make and score them. A condition is one degradation: a kernel and a noise
+level (deblurring), a scale, a kernel and a noise level (SR), a mask and a noise level
+(inpainting). Noise levels are on the 8-bit scale (2.55, 7.65), as DPIR writes them.
+
+``deblur`` (``main_dpir_deblur.py``, exactly):
+  * ``gt = modcrop(img_uint8, 8)``; ``y8 = scipy.ndimage.convolve(gt, k[..., None],
+    mode='wrap')`` on the uint8 image, so the result is uint8 (scipy *truncates*: with a
+    kernel summing to 1 - 2e-16 a flat region of value v becomes v - 1, as in DPIR's inputs);
+  * ``np.random.seed(0)`` for every image and kernel, then ``y = float32(y8 / 255);
+    y += np.random.normal(0, noise / 255, y.shape)`` (in place: float32);
+  * the Levin kernels are used as stored in ``Levin09.mat`` (float64, not renormalised) for the
+    degradation, as DPIR does; ``operators.Blur`` gets ``kernels.parse_kernel``'s kernel;
+  * output ``uint8(round(clip(x, 0, 1) * 255))``; PSNR on the whole image (border 0).
+``sr`` (``main_dpir_sisr.py``, classical degradation): ``gt = modcrop(img, scale)``; the same
+  uint8 convolution, then ``[0::scale, 0::scale]``; the same noise; ``operators.Downsample``.
+  PSNR and SSIM without a border of ``scale`` pixels (DPIR's ``border = sf``).
+``inpaint``: ``gt`` as it is; a mask ``m`` (1 = observed): ``random:P`` drops each pixel with
+  probability P (``np.random.seed(1)`` per image, so the mask does not depend on the noise), or a
+  mask image (white = observed); ``y = m * (gt / 255 + N(0, noise / 255))`` with the noise drawn
+  after ``np.random.seed(0)``; ``operators.Mask``. PSNR on the whole image.
+
+SSIM is the ``standard`` protocol's (Gaussian window) on the same 8-bit images and crop; DPIR's
+scripts report PSNR only for deblurring.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .protocols import Problem, Protocol, Standard, _check_uint8, _example_key
+
+__all__ = ["Degradation", "Dpir", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop"]
+
+TASKS = ("deblur", "sr", "inpaint")
+# task -> default kernels / scales / masks / noise levels, and the DPIR solver settings
+DEFAULTS = {
+    "deblur": {"kernels": ["levin"], "noise": [2.55], "iters": 8},
+    "sr": {"scales": [2], "kernels": ["bicubic:{scale}"], "noise": [0], "iters": 24},
+    "inpaint": {"masks": ["random:0.5"], "noise": [0], "iters": 8},
+}
+
+
+class Degradation(NamedTuple):
+    """One condition of the ``dpir`` protocol (hashable; names, not arrays)."""
+
+    task: str
+    noise: float | int                # 8-bit scale
+    kernel: str | None = None         # deblur, sr
+    scale: int = 1                    # sr
+    mask: str | None = None           # inpaint
+
+
+def modcrop(img: np.ndarray, m: int) -> np.ndarray:
+    """The top-left crop of (H, W, ...) to multiples of ``m`` (DPIR ``util.modcrop``)."""
+    h, w = img.shape[:2]
+    return img[:h - h % m, :w - w % m]
+
+
+@functools.lru_cache(maxsize=4)
+def _levin_file_kernels(path: str) -> tuple:
+    """Levin09.mat's kernels as stored (float64; DPIR's ``kernels[0, i].astype(np.float64)``)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        refs = f["kernels"][()].ravel()
+        return tuple(np.asarray(f[r], np.float64).T for r in refs)
+
+
+def _degradation_kernel(name: str, k32: np.ndarray) -> np.ndarray:
+    """The kernel the degradation uses: the file's float64 values for ``levin:I``, else
+    ``k32`` in float64."""
+    if name.lower().startswith("levin:"):
+        from .. import paths
+
+        root = paths.data_dir()
+        path = root / "kernels" / "Levin09.mat" if root is not None else None
+        if path is not None and path.is_file():
+            raw = _levin_file_kernels(str(path))[int(name.split(":")[1]) - 1]
+            if raw.shape == k32.shape and np.allclose(raw, k32, atol=1e-6):
+                return raw
+    return np.asarray(k32, np.float64)
+
+
+def check_mask_spec(spec: str) -> str:
+    """Checks the syntax of a mask spec (``random:P`` or an existing file) without an image."""
+    from pathlib import Path
+
+    head, _, arg = spec.partition(":")
+    if head == "random":
+        try:
+            p = float(arg)
+        except ValueError:
+            p = math.nan
+        if not 0 <= p < 1:
+            raise ValueError(f"--mask {spec!r}: random:P needs the missing fraction P in [0, 1), "
+                             f"got {arg!r}. Fix: e.g. --mask random:0.5.")
+        return spec
+    if not Path(spec).expanduser().is_file():
+        raise ValueError(f"--mask {spec!r}: expected random:P or a mask image file, and no such "
+                         f"file exists. Fix: e.g. --mask random:0.5, or the path of a PNG whose "
+                         f"white pixels are observed.")
+    return spec
+
+
+def parse_mask(spec: str, shape: tuple[int, int], seed: int = 1) -> np.ndarray:
+    """A bool (H, W) mask, True = observed: ``random:P`` (each pixel missing with probability
+    P, drawn after ``np.random.seed(seed)``) or an image file (white = observed: > 127)."""
+    from pathlib import Path
+
+    check_mask_spec(spec)
+    head, _, arg = spec.partition(":")
+    if head == "random":
+        return np.random.RandomState(seed).rand(*shape) >= float(arg)
+    path = Path(spec).expanduser()
+    from .sources import read_image
+
+    m = read_image(path, channels=1)[..., 0] > 127
+    if m.shape != tuple(shape):
+        raise ValueError(f"--mask {spec}: the mask is {m.shape[0]}x{m.shape[1]}, the image "
+                         f"{shape[0]}x{shape[1]}. Fix: a mask of the image's size.")
+    return m
+
+
+def _noise_key(n) -> str:
+    return f"{float(n):g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dpir(Protocol):
+    """Known degradation + noise, the DPIR way (see the module docstring)."""
+
+    name: str = "dpir"
+    description: str = ("DPIR scripts: gt modcropped (8, or the SR scale), degraded on the uint8 "
+                        "image by scipy.ndimage.convolve(mode='wrap') (uint8 out), /255 + "
+                        "Gaussian noise after np.random.seed(0) per image and degradation; output "
+                        "rounded to 8 bits; PSNR (border: SR scale, else 0) + Gaussian SSIM")
+    task: str = "deblur"
+    condition_name: str = "degradation"
+    kernel_table: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    # -- conditions
+    def default_conditions(self) -> list:
+        return []  # built from the CLI by experiment.resolve (kernels x noise levels ...)
+
+    def check_condition(self, c) -> Degradation:
+        if not isinstance(c, Degradation) or c.task != self.task:
+            raise ValueError(f"protocol 'dpir' ({self.task}) takes Degradation conditions of "
+                             f"task {self.task!r}, got {c!r}.")
+        n = float(c.noise)
+        if not math.isfinite(n) or n < 0 or n > 255:
+            raise ValueError(f"noise must be a level >= 0 on the 8-bit scale (e.g. 2.55, 7.65), "
+                             f"got {c.noise!r}. Fix: pass --noise 2.55 (not 0.01).")
+        if self.task in ("deblur", "sr") and c.kernel not in self.kernel_table:
+            raise ValueError(f"kernel {c.kernel!r} is not known to this protocol (have "
+                             f"{sorted(self.kernel_table)}).")
+        if self.task == "sr" and c.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {c.scale!r}. Fix: --scale 2.")
+        return c._replace(noise=int(n) if n.is_integer() else n)
+
+    def condition_key(self, c: Degradation) -> str:
+        parts = {"deblur": [c.kernel], "sr": [f"x{c.scale}", c.kernel],
+                 "inpaint": [c.mask]}[c.task]
+        return "|".join([*parts, _noise_key(c.noise)])
+
+    def condition_label(self, c: Degradation) -> str:
+        parts = {"deblur": [f"k={c.kernel}"], "sr": [f"x{c.scale}", f"k={c.kernel}"],
+                 "inpaint": [f"mask={c.mask}"]}[c.task]
+        return ", ".join([*parts, f"noise={_noise_key(c.noise)}"])
+
+    def condition_group(self, c: Degradation) -> str | None:
+        """Conditions that differ only by kernel/mask share a group (a 'mean' column)."""
+        parts = {"deblur": [], "sr": [f"x{c.scale}"], "inpaint": []}[c.task]
+        return ", ".join([*parts, f"noise={_noise_key(c.noise)}"])
+
+    def condition_fields(self, c: Degradation) -> dict:
+        return {k: v for k, v in c._asdict().items() if v is not None}
+
+    def solver_defaults(self, c: Degradation) -> dict:
+        """What the ``dpir`` solver mode takes from the condition: T and the noise level."""
+        return {"iters": DEFAULTS[self.task]["iters"], "noise_level": float(c.noise) / 255.0}
+
+    # -- problem and score
+    def problem(self, example: dict, condition) -> Problem:
+        from .. import operators
+
+        c = self.check_condition(condition)
+        img = _check_uint8("image", _example_key(example, "image", self.name, self.task))
+        name = str(example.get("name", ""))
+        rng = np.random.RandomState(0)  # DPIR: np.random.seed(seed=0) per image and kernel
+        meta = {"protocol": self.name, "name": name, "noise": c.noise, "scale": c.scale,
+                "border": 0}
+        if c.task in ("deblur", "sr"):
+            k32 = self.kernel_table[c.kernel]
+            mult = 8 if c.task == "deblur" else c.scale
+            gt = modcrop(img, mult)
+            if min(gt.shape[:2]) < max(k32.shape):
+                raise ValueError(f"image {name!r} ({gt.shape[0]}x{gt.shape[1]} after modcrop) is "
+                                 f"smaller than kernel {c.kernel} ({k32.shape[0]}x{k32.shape[1]}). "
+                                 f"Fix: larger images or a smaller kernel.")
+            from scipy import ndimage
+
+            y8 = ndimage.convolve(gt, _degradation_kernel(c.kernel, k32)[..., None], mode="wrap")
+            if c.task == "sr":
+                y8 = y8[0::c.scale, 0::c.scale]
+                op = operators.Downsample.from_kernel(k32, c.scale, 1)
+                meta["border"] = c.scale
+            else:
+                op = operators.Blur.from_kernel(k32, 1)
+            y = np.float32(y8 / 255.0)
+            y += rng.normal(0, float(c.noise) / 255.0, y.shape)  # in place, as theirs
+            meta["kernel"] = k32
+        else:
+            gt = img
+            m = parse_mask(c.mask, gt.shape[:2])
+            x = np.float32(gt / 255.0)
+            y = (m[..., None] * (x + rng.normal(0, float(c.noise) / 255.0, x.shape))
+                 ).astype(np.float32)
+            op = operators.Mask.from_mask(m[..., None].astype(np.float32), 1)
+            meta["mask"] = m
+        meta["reference"] = gt
+        return Problem(name, y.astype(np.float32), np.float32(gt / 255.0), meta, {"A": op})
+
+    def finalize(self, output_float, meta: dict) -> np.ndarray:
+        return Standard().finalize(output_float, meta)
+
+    def metrics(self, output, clean, border: int = 0) -> dict:
+        if border:
+            output, clean = output[border:-border, border:-border], clean[border:-border,
+                                                                          border:-border]
+        return Standard().metrics(output, clean)
+
+    def evaluate(self, output_float, meta: dict) -> dict | None:
+        from .protocols import _check_finite, _check_float
+
+        out = _check_finite("output_float", _check_float("output_float", output_float))
+        return self.metrics(self.finalize(out, meta), meta["reference"], meta.get("border", 0))
