@@ -25,6 +25,9 @@ def get_config() -> dict:
             "bicubic": {"mode": "bicubic"},
             "interp": {"mode": "interp"},
             "dpir": {"mode": "dpir", "ensemble": True},
+            # deblurring only: the kernel re-chosen inside the loop (--kernel-given: what the
+            # solver is told; dynpnp_jax.calibration)
+            "calibrated": {"mode": "calibrated", "ensemble": True},
         },
         "batch": 4,
     }

@@ -183,10 +183,11 @@ def _restore_chunk(dp, params, problems, chunk, cfg, rot):
     clean = (np.stack([to_landscape(problems[i].clean, rot) for i in chunk]).astype(np.float32)
              if has_clean else None)
     extra = _stack_params([problems[i].params_extra for i in chunk])
+    true_a = extra.pop("A_true", None)
     try:
         ys, pad = shard_batch(y)
         cs = shard_batch(clean)[0] if clean is not None else None
-        out, traj = dp.restore({**params, **extra}, ys, cfg, clean=cs)
+        out, traj = dp.restore({**params, **extra}, ys, cfg, clean=cs, true_A=true_a)
     except FloatingPointError as err:
         if len(chunk) == 1:
             return [None], [None], [str(err)]
@@ -205,9 +206,54 @@ def _restore_chunk(dp, params, problems, chunk, cfg, rot):
             [None] * len(chunk))
 
 
+def parse_given_kernel(spec: str) -> np.ndarray:
+    """One kernel from a ``--kernel-given`` spec: any ``--kernel`` spec naming one kernel, or
+    ``rotD:SPEC`` for that kernel rotated by D degrees (a wrong kernel, as from another lens)."""
+    from . import kernels as K
+
+    angle = None
+    if spec.startswith("rot") and ":" in spec:
+        head, spec = spec.split(":", 1)
+        try:
+            angle = float(head[3:])
+        except ValueError:
+            raise UsageError(f"--kernel-given: {head!r} is not rotD (D in degrees)") from None
+    try:
+        found = K.parse_kernel(spec)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(f"--kernel-given {spec}: {err}") from err
+    if len(found) != 1:
+        raise UsageError(f"--kernel-given must name one kernel, {spec!r} names {len(found)} "
+                         "(use e.g. levin:1)")
+    k = np.asarray(found[0][1], np.float32)
+    return K.rotate(k, angle) if angle is not None else k
+
+
+def _set_kernel_given(exp, spec: str) -> None:
+    """``--kernel-given``: the dpir and calibrated methods are told this kernel."""
+    if exp.protocol.task != "deblur" or exp.protocol.name != "dpir":
+        raise UsageError("--kernel-given applies to --task deblur with a known kernel (the dpir "
+                         "protocol)")
+    parse_given_kernel(spec)  # checked before anything runs
+    for per in exp.methods.values():
+        for kw in per.values():
+            if kw.get("mode") in ("dpir", "calibrated"):
+                kw["kernel_given"] = spec
+
+
 def _run_method(params: dict, problems: list, kw: dict, batch: int, desc: str):
     """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
     errors of one method on ``problems``."""
+    kw = dict(kw)
+    given = kw.pop("kernel_given", None)
+    if given is not None or kw.get("mode") == "calibrated":
+        from .operators import Blur
+
+        k = parse_given_kernel(given) if given is not None else None
+        problems = [p._replace(params_extra={
+            **p.params_extra, "A_true": p.params_extra["A"],
+            "A": Blur.from_kernel(k, 1) if k is not None else p.params_extra["A"]})
+            for p in problems]
     if kw["mode"] in BASELINE_MODES:
         from .baselines import run_baseline
 
@@ -351,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "blur/sharp pairs, else a known kernel), sr, inpaint")
     p.add_argument("--sigma", type=_sigma, nargs="+", default=None,
                    help="noise levels on the 8-bit scale, > 0 (denoising protocols)")
+    p.add_argument("--kernel-given", default=None, metavar="SPEC",
+                   help="deblurring: the kernel the dpir and calibrated methods are TOLD (one "
+                        "spec as --kernel, e.g. gauss:2.0, levin:1 rotated with rot10:levin:1, "
+                        "or identity); default: the true one")
     p.add_argument("--kernel", nargs="+", default=None,
                    help="blur kernels (deblur, sr): levin, levin:3, kernels12:2, bicubic:2, "
                         "gauss:1.6, motion:15,45, identity or a file; each runs (default: "
@@ -399,6 +449,8 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         exp = resolve(args)
+        if args.kernel_given is not None:
+            _set_kernel_given(exp, args.kernel_given)
     except UsageError as err:
         parser.error(str(err))
     for note in exp.notes:

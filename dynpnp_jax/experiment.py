@@ -447,8 +447,9 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
     from . import make_config
 
     applicable = {m for m, spec in cfg["methods"].items()
-                  if spec.get("mode") not in BASELINE_MODES
-                  or protocol.task in BASELINE_MODES[spec["mode"]]}
+                  if (spec.get("mode") not in BASELINE_MODES
+                      or protocol.task in BASELINE_MODES[spec["mode"]])
+                  and (spec.get("mode") != "calibrated" or protocol.task == "deblur")}
     if args.method:
         wanted = args.method
         unknown = [m for m in wanted if m not in cfg["methods"]]
