@@ -1,26 +1,47 @@
-"""Tune the numeric hyper-parameters of ``gradient`` mode by gradient descent (optax).
+"""Tune the solver's numbers by gradient descent through the unrolled loop (optax).
+
+Two tasks (``--task``):
+
+``denoise`` (default): the ``gradient`` mode hyper-parameters ``delta_t``, ``mu_t``, ``alpha_t``
+with DnCNN-S, under the ``standard`` noise protocol::
 
     python -m dynpnp_jax.tune --sigma 15 25 50 --iters 2 --steps 40
 
-The hyper-parameters are traced arrays of the jitted solver, so the restored image is
-differentiable with respect to ``delta_t``, ``mu_t`` and ``alpha_t``. We minimise the mean
-squared error on ``shared/data/tune`` -- 20 of DnCNN's 400 training images, disjoint from Set12
-and BSD68 -- under the ``standard`` noise protocol, on random crops (to keep a CPU run short), with
-Adam on the logarithms (so they stay positive). Test sets are never looked at. The command
-prints the dictionary for ``configs/gradient_tuned.py`` and the tune-set PSNR of the network
-alone and of the tuned loop on the full tune images.
+``dpir``: the per-iteration ``sigma_t`` (FFDNet's input noise level) and ``mu_t`` (DPIR's rho, the
+x-step penalty) of the ``dpir`` deblurring loop with the FFDNet-gray prior, one schedule per noise
+level and number of iterations, initialised from DPIR's hand-set ``dpir_schedule(T, noise)``::
+
+    python -m dynpnp_jax.tune --task dpir --noise 2.55 7.65 --iters 8 4 --steps 200 --crop 96
+
+The numbers are traced arrays of the jitted solver, so the restored image is differentiable with
+respect to them; we minimise the loss (``dpir``: minus the mean PSNR of the output) with Adam on
+their logarithms (so they stay positive). Training data is ``shared/data/tune`` -- 20 of DnCNN's
+400 training images, disjoint from Set12, BSD68 and Set3G -- on random crops; ``dpir`` blurs them
+with random ``kernels_12.mat`` kernels (circular ``Blur``, 8-bit truncation as in DPIR's protocol,
+Gaussian noise). Test sets are never looked at while tuning. ``dpir`` then (unless ``--no-eval``)
+scores DPIR's and the tuned schedules on Set3G with the Levin kernels under DPIR's protocol
+(:func:`evaluate_set3g`), with and without the x8 self-ensemble, prints the table, and with
+``--write-config configs/dpir_tuned.py`` writes the schedules as data.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import shlex
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+#: DnCNN-S models exist for these noise levels (``dncnn-s15/25/50``).
+DENOISE_SIGMAS = (15, 25, 50)
 
+
+# ============================================================================ task denoise
 def _tune_images(limit=None):
     from .data import load_dataset
     from .data.protocols import get_protocol
@@ -84,20 +105,605 @@ def tune(sigma: float, *, iters: int = 2, steps: int = 40, crop: int = 96, lr: f
             "tune_psnr_tuned": mean_psnr(make_config(**kwargs))}
 
 
+# ============================================================================== task dpir
+#: Noise levels (8-bit scale) of the DPIR deblurring protocol, the ones the reference numbers are
+#: for; others in (0, 75] (FFDNet's training range) are accepted.
+DPIR_NOISES = (2.55, 7.65)
+#: DPIR's schedule with FFDNet-gray, 8 iterations, x8 ensemble, Set3G + Levin k1..k8 (the
+#: protocol of :func:`evaluate_set3g`): mean PSNR (dB) as given in the issue.
+DPIR_REFERENCE = {2.55: 33.66, 7.65: 30.10}
+TUNE_SIZE = 180  # the tune images are 180x180
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _check_noise(noise: float) -> float:
+    try:
+        n = float(noise)
+    except (TypeError, ValueError):
+        n = float("nan")
+    if not np.isfinite(n) or not 0 < n <= 75:
+        raise ValueError(f"noise: expected an 8-bit noise level in (0, 75] (FFDNet's range; the "
+                         f"DPIR protocol uses {' and '.join(map(str, DPIR_NOISES))}), got {noise!r}"
+                         "; fix: pass e.g. --noise 2.55 7.65")
+    return n
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None, fix: str = "") -> int:
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    if not ok or value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name}: expected an integer {rng}, got {value!r}" + (f"; {fix}" if fix else ""))
+    return int(value)
+
+
+# ---------------------------------------------------------------- a fast backward for FFDNet
+@jax.custom_vjp
+def _frozen_conv(x, w):
+    """3x3 'SAME' convolution (NHWC, HWIO, stride 1) whose input-gradient is a plain forward
+    convolution with the flipped, transposed kernel. Gradient w.r.t. ``w``: zero (frozen)."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=_DN)
+
+
+def _frozen_conv_fwd(x, w):
+    return _frozen_conv(x, w), w
+
+
+def _frozen_conv_bwd(w, g):
+    # The barrier keeps XLA from folding the transpose into the convolution's dimension labels
+    # (``01oi``), which on CPU sends the convolution to a path ~3x slower inside lax.scan.
+    w_t = jax.lax.optimization_barrier(jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2)))
+    dx = jax.lax.conv_general_dilated(g, w_t, (1, 1), "SAME", dimension_numbers=_DN)
+    return dx, jnp.zeros_like(w)
+
+
+_frozen_conv.defvjp(_frozen_conv_fwd, _frozen_conv_bwd)
+
+
+def _frozen_conv_general(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         precision=None, **kw):
+    """``lax.conv_general_dilated`` for ``nn.Conv``: the frozen fast-backward conv in the case
+    FFDNet uses (stride 1, no dilation, odd kernel, 'SAME'), the plain one otherwise."""
+    kh, kw_ = rhs.shape[:2]
+    same = padding == "SAME" or tuple(map(tuple, padding)) == ((kh // 2, kh // 2), (kw_ // 2, kw_ // 2))
+    simple = (same and kh % 2 == 1 and kw_ % 2 == 1 and feature_group_count == 1 and not kw
+              and all(s == 1 for s in window_strides) and precision is None
+              and all(d == 1 for d in (lhs_dilation or ())) and all(d == 1 for d in (rhs_dilation or ()))
+              and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DN))
+    if not simple:
+        return jax.lax.conv_general_dilated(
+            lhs, jax.lax.stop_gradient(rhs), window_strides, padding, lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count, precision=precision, **kw)
+    return _frozen_conv(lhs, jax.lax.stop_gradient(rhs))
+
+
+@functools.lru_cache(maxsize=None)
+def _frozen_ffdnet_class(remat: bool = False):
+    import flax.linen as nn
+
+    from .zoo import ffdnet as zf
+
+    class FrozenFFDNet(zf.FFDNet):
+        """:class:`~dynpnp_jax.zoo.ffdnet.FFDNet` with frozen weights (no weight gradient) and a
+        fast input-gradient (:func:`_frozen_conv`); same variables, same forward values."""
+
+        @nn.compact
+        def __call__(self, x, sigma):
+            if x.ndim != 4 or x.shape[-1] != self.channels:
+                raise ValueError(f"FrozenFFDNet: `x` must be (B, H, W, {self.channels}), got "
+                                 f"shape {tuple(x.shape)}")
+            zf._check_sigma_values(sigma)
+            b, h, w, _ = x.shape
+            hp, wp = h + h % 2, w + w % 2
+            m = zf._half_res_map(sigma, b, h, w, hp, wp)
+            xp = x if (hp, wp) == (h, w) else jnp.pad(
+                x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+            z = jnp.concatenate([zf.pack(xp.astype(self.dtype)), m.astype(self.dtype)], axis=-1)
+            for i in range(self.depth):
+                last = i == self.depth - 1
+                z = nn.Conv(4 * self.channels if last else self.features, (3, 3), padding="SAME",
+                            use_bias=True, dtype=self.dtype, name=f"conv{i}",
+                            conv_general_dilated=_frozen_conv_general)(z)
+                if not last:
+                    z = nn.relu(z)
+            return zf.unpack(z)[:, :h, :w, :].astype(x.dtype)
+
+    return nn.remat(FrozenFFDNet) if remat else FrozenFFDNet
+
+
+def frozen_network(net, *, remat: bool = False):
+    """``net`` prepared for differentiating the solver through it (weights frozen).
+
+    For FFDNet the module is swapped for :class:`FrozenFFDNet` (same variables and outputs; its
+    convolutions' input-gradient runs ~3x faster on CPU inside the solver's ``lax.scan``, where
+    XLA otherwise picks a slow transposed-kernel path). ``remat=True`` also wraps the module in
+    ``flax.linen.remat`` (each network call's activations are recomputed in the backward pass:
+    memory of one call instead of ``iters`` calls). Other networks are returned as they are
+    (``remat`` then raises)."""
+    from .zoo.ffdnet import FFDNet
+
+    if not isinstance(net.module, FFDNet):
+        if remat:
+            raise ValueError(f"remat is only wired for FFDNet here, got {net.name!r}")
+        return net
+    cls = _frozen_ffdnet_class(bool(remat))
+    m = net.module
+    return net.replace(module=cls(channels=m.channels, features=m.features, depth=m.depth,
+                                  dtype=m.dtype))
+
+
+# ---------------------------------------------------------------- training data
+def load_tune_images(root=None) -> list:
+    """The 20 gray tune images (``data_dir()/tune``) as float32 ``(H, W)`` arrays, uint8 / 255."""
+    from PIL import Image
+
+    from . import paths
+
+    root = Path(root) if root is not None else paths.data_dir()
+    folder = root / "tune" if root is not None else None
+    if folder is None or not folder.is_dir():
+        raise FileNotFoundError(f"tune: the tune images were not found ({folder}); set "
+                                "DYNPNP_DATA to a folder holding tune/ (shared/data)")
+    files = sorted(folder.glob("*.png"))
+    if not files:
+        raise FileNotFoundError(f"tune: no PNG images in {folder}")
+    return [np.asarray(Image.open(f).convert("L"), np.float32) / 255.0 for f in files]
+
+
+def _dihedral(a: np.ndarray, m: int) -> np.ndarray:
+    """The ``m``-th (0..7) flip/rotation of the first two axes."""
+    a = np.rot90(a, m % 4, axes=(0, 1))
+    return np.ascontiguousarray(a[::-1] if m >= 4 else a)
+
+
+def training_kernels() -> list:
+    """The 12 ``kernels_12.mat`` kernels (25x25; 8 Gaussian-like, 4 motion). Never Levin's."""
+    from . import kernels
+
+    return kernels.kernels12()
+
+
+def make_batch(rng: np.random.RandomState, cleans: list, kerns: list, *, crop: int, batch: int,
+               noise: float, quantize: bool = True) -> tuple:
+    """A random training batch ``(y, x, k)``: float32 ``(B, crop, crop, 1)`` degraded and clean
+    crops and ``(B, 25, 25)`` kernels.
+
+    Each sample: a random tune image, a random ``crop x crop`` window and one of its 8
+    flips/rotations; a random kernel of ``kerns`` and one of its 8 flips/rotations; circular blur
+    (``Blur``, i.e. ``scipy.ndimage.convolve(..., mode='wrap')``), then -- when ``quantize`` --
+    truncation to 8 bits as the DPIR protocol's ``convolve`` on uint8 input does, then Gaussian
+    noise of std ``noise`` (8-bit scale)."""
+    from .operators import Blur
+
+    xs, ks = [], []
+    for _ in range(batch):
+        img = cleans[rng.randint(len(cleans))]
+        h, w = img.shape
+        t, l = rng.randint(0, h - crop + 1), rng.randint(0, w - crop + 1)
+        xs.append(_dihedral(img[t:t + crop, l:l + crop], rng.randint(8)))
+        ks.append(_dihedral(kerns[rng.randint(len(kerns))], rng.randint(8)))
+    x = np.stack(xs)[..., None].astype(np.float32)
+    k = np.stack(ks).astype(np.float32)
+    y = np.asarray(Blur.from_kernel(k)(jnp.asarray(x)), np.float64)
+    if quantize:
+        y = np.floor(y * 255 + 1e-6) / 255
+    y = y + rng.normal(0, noise / 255, y.shape)
+    return y.astype(np.float32), x, k
+
+
+# ---------------------------------------------------------------- the objective
+def dpir_theta(iters: int, noise: float) -> dict:
+    """DPIR's schedule as the parameters: ``{'log_sigma': (T,), 'log_mu': (T,)}``."""
+    from .solver import dpir_schedule
+
+    sigma, mu = dpir_schedule(int(iters), noise / 255)
+    return {"log_sigma": jnp.asarray(np.log(sigma), jnp.float32),
+            "log_mu": jnp.asarray(np.log(mu), jnp.float32)}
+
+
+def theta_values(theta) -> dict:
+    """``{'sigma': [...], 'mu': [...]}`` as Python floats."""
+    return {"sigma": [float(v) for v in np.exp(np.asarray(theta["log_sigma"], np.float64))],
+            "mu": [float(v) for v in np.exp(np.asarray(theta["log_mu"], np.float64))]}
+
+
+def dpir_loss_fn(net, iters: int, noise: float, *, loss: str = "psnr", ensemble: bool = False):
+    """``f(theta, y, x, k) -> scalar``: the loss of the ``dpir`` loop with the schedule
+    ``exp(theta)`` on a batch (``loss='psnr'``: minus the mean per-image PSNR in dB of the
+    clipped output; ``'mse'``: the mean squared error). Goes through the public ``restore``."""
+    from .operators import Blur
+    from .solver import make_config, restore
+
+    if loss not in ("psnr", "mse"):
+        raise ValueError(f"loss: expected 'psnr' or 'mse', got {loss!r}")
+    base = make_config("dpir", iters=int(iters), noise_level=noise / 255, keep_images=False,
+                       ensemble=ensemble)
+
+    def f(theta, y, x, k):
+        cfg = base.with_values(sigma=jnp.exp(theta["log_sigma"]), mu=jnp.exp(theta["log_mu"]))
+        out, _ = restore({"prior": net, "A": Blur.from_kernel(k)}, y, cfg)
+        mse = jnp.mean((out - x) ** 2, axis=(1, 2, 3))
+        if loss == "mse":
+            return jnp.mean(mse)
+        return jnp.mean(10.0 * jnp.log10(jnp.maximum(mse, 1e-12)))
+    return f
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, batch: int = 3,
+              lr: float = 0.03, seed: int = 0, loss: str = "psnr", quantize: bool = True,
+              remat: bool = False, val_size: int = 16, val_every: int = 0,
+              average_from: float = 0.5, net=None, cleans=None, verbose: bool = True) -> dict:
+    """Tune DPIR's per-iteration ``sigma_t`` and ``mu_t`` (rho) for one noise level (8-bit) and
+    ``iters`` by Adam on their logarithms, from :func:`~dynpnp_jax.dpir_schedule`.
+
+    Training data: random crops of the tune images blurred with random ``kernels_12.mat``
+    kernels (:func:`make_batch`, seed ``seed``). Adam's learning rate decays (cosine) from ``lr``
+    to ``lr / 10``; the result is the mean of the iterates from step ``average_from * steps`` on
+    (Polyak averaging: the gradients of single small batches are noisy). Validation: ``val_size`` fixed crops made the
+    same way with seed ``seed + 1``, scored (mean PSNR, float, no quantisation of the output)
+    before and after, and every ``val_every`` steps. Returns the tuned values, DPIR's, the
+    validation PSNRs, the loss history, seconds and the process's peak RSS."""
+    import optax
+    from tqdm.auto import tqdm
+
+    from . import load_network
+
+    noise = _check_noise(noise)
+    iters = _check_int("iters", iters, 1)
+    steps = _check_int("steps", steps, 1, fix="pass a positive number of optimisation steps")
+    crop = _check_int("crop", crop, 32, TUNE_SIZE, fix=f"crops of the {TUNE_SIZE}x{TUNE_SIZE} "
+                      "tune images must hold the 25x25 kernels and FFDNet's receptive field")
+    batch = _check_int("batch", batch, 1)
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
+    if not 0 <= average_from < 1:
+        raise ValueError(f"average_from: expected a fraction in [0, 1), got {average_from!r}")
+    t0 = time.time()
+    net = frozen_network(net if net is not None else load_network("ffdnet-gray"), remat=remat)
+    cleans = cleans if cleans is not None else load_tune_images()
+    kerns = training_kernels()
+    f = dpir_loss_fn(net, iters, noise, loss=loss)
+    grad_fn = jax.jit(jax.value_and_grad(f))
+    val_fn = jax.jit(dpir_loss_fn(net, iters, noise, loss="psnr"))
+    vrng = np.random.RandomState(seed + 1)
+    val = [make_batch(vrng, cleans, kerns, crop=crop, batch=min(val_size, 8), noise=noise,
+                      quantize=quantize) for _ in range(max(1, -(-val_size // 8)))]
+
+    def val_psnr(th):
+        return -float(np.mean([float(val_fn(th, *b)) for b in val]))
+
+    theta0 = dpir_theta(iters, noise)
+    theta = theta0
+    sched = optax.cosine_decay_schedule(lr, steps, alpha=0.1)
+    opt = optax.adam(sched)
+    state = opt.init(theta)
+    rng = np.random.RandomState(seed)
+    history, val_hist = [], [(0, val_psnr(theta0))]
+    first_avg, avg = int(average_from * steps), None
+    bar = tqdm(range(steps), desc=f"dpir noise={noise:g} T={iters}", disable=not verbose)
+    for step in bar:
+        y, x, k = make_batch(rng, cleans, kerns, crop=crop, batch=batch, noise=noise,
+                             quantize=quantize)
+        value, g = grad_fn(theta, y, x, k)
+        if not all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree_util.tree_leaves(g)):
+            raise FloatingPointError(f"tune: non-finite gradient at step {step}; lower --lr")
+        updates, state = opt.update(g, state)
+        theta = optax.apply_updates(theta, updates)
+        history.append(float(value))
+        if step >= first_avg:
+            n = step - first_avg + 1
+            avg = theta if avg is None else jax.tree_util.tree_map(
+                lambda a, t: a + (t - a) / n, avg, theta)
+        if val_every and (step + 1) % val_every == 0 and step + 1 < steps:
+            val_hist.append((step + 1, val_psnr(theta)))
+        bar.set_postfix(loss=f"{np.mean(history[-20:]):.3f}")
+    val_last = val_psnr(theta)
+    theta = avg
+    val_hist.append((steps, val_psnr(theta)))
+    return {"noise": noise, "iters": iters, **theta_values(theta),
+            "dpir": theta_values(theta0), "val_psnr_dpir": val_hist[0][1],
+            "val_psnr_tuned": val_hist[-1][1], "val_psnr_last_iterate": val_last,
+            "val_history": val_hist, "loss_history": history,
+            "seconds": time.time() - t0, "peak_rss_mib": _peak_rss_mib(),
+            "settings": dict(steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, loss=loss,
+                             quantize=quantize, remat=remat, average_from=average_from)}
+
+
+# ---------------------------------------------------------------- Set3G evaluation
+def set3g_images(root=None) -> dict:
+    """Set3G ground truths as uint8 ``(H, W)`` arrays, modcropped to a multiple of 8 (DPIR)."""
+    from PIL import Image
+
+    from . import paths
+
+    root = Path(root) if root is not None else paths.data_dir()
+    folder = root / "set3g" if root is not None else None
+    if folder is None or not folder.is_dir():
+        raise FileNotFoundError(f"set3g not found ({folder}); set DYNPNP_DATA to shared/data")
+    out = {}
+    for f in sorted(folder.glob("*.png")):
+        img = np.asarray(Image.open(f).convert("L"), np.uint8)
+        h, w = img.shape
+        out[f.stem] = img[:h - h % 8, :w - w % 8]
+    return out
+
+
+def degrade_dpir(gt_uint8: np.ndarray, k: np.ndarray, noise: float) -> np.ndarray:
+    """DPIR's deblurring degradation (``main_dpir_deblur.py``): ``convolve`` on the uint8 image
+    (``mode='wrap'``; the result stays uint8, i.e. truncated), ``/ 255``, then
+    ``np.random.seed(0); + np.random.normal(0, noise / 255, shape)``. float64 ``(H, W)``."""
+    from scipy import ndimage
+
+    blurred = ndimage.convolve(np.asarray(gt_uint8, np.uint8)[..., None],
+                               np.asarray(k, np.float64)[..., None], mode="wrap")
+    y = np.float32(blurred / 255.0)  # DPIR's uint2single
+    np.random.seed(0)
+    y = y + np.random.normal(0, noise / 255, y.shape)
+    return y[..., 0]
+
+
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of two uint8 images, no border (DPIR's ``calculate_psnr``, border 0)."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(20 * np.log10(255.0 / np.sqrt(mse)))
+
+
+def evaluate_set3g(cfg_kwargs: dict, ensemble: bool = False, *, net=None, kernel_ids=None,
+                   images=None, verbose: bool = False) -> dict:
+    """Mean PSNR of ``make_config(**cfg_kwargs, ensemble=ensemble)`` (``dpir`` mode) on Set3G
+    with the Levin kernels, DPIR's protocol (:func:`degrade_dpir`; the exact x-step with the true
+    kernel; output clipped, rounded to uint8; PSNR on uint8 without border).
+
+    ``cfg_kwargs`` must hold ``noise_level`` (the [0, 1] noise std of the degradation). Only for
+    reporting, after tuning. Returns ``{'mean', 'per_kernel', 'psnr': {(image, k): dB}}``."""
+    from . import kernels as kn
+    from . import load_network
+    from .operators import Blur
+    from .solver import make_config, restore
+
+    kw = dict(cfg_kwargs)
+    if kw.get("noise_level") is None:
+        raise ValueError("evaluate_set3g: cfg_kwargs must give noise_level (the noise std of the "
+                         "degradation on the [0, 1] scale, e.g. 2.55/255)")
+    kw.setdefault("mode", "dpir")
+    if kw["mode"] != "dpir":
+        raise ValueError(f"evaluate_set3g evaluates mode='dpir', got mode={kw['mode']!r}")
+    kw["ensemble"] = bool(ensemble)
+    kw["keep_images"] = False
+    cfg = make_config(**kw)
+    noise = float(kw["noise_level"]) * 255
+    net = net if net is not None else load_network("ffdnet-gray")
+    imgs = images if images is not None else set3g_images()
+    ids = list(kernel_ids) if kernel_ids is not None else list(range(1, 9))
+    ks = [kn.levin(i) for i in ids]
+    size = max(max(k.shape) for k in ks)
+    size += 1 - size % 2  # odd: zero padding then keeps every kernel's centre (kh // 2, kw // 2)
+    kpad = np.stack([np.pad(k, [((size - s) // 2, size - s - (size - s) // 2) for s in k.shape])
+                     for k in ks])
+    out = {}
+    for name, gt in imgs.items():
+        y = np.stack([degrade_dpir(gt, k, noise) for k in ks])[..., None].astype(np.float32)
+        res, _ = restore({"prior": net, "A": Blur.from_kernel(kpad)}, y, cfg)
+        res = np.uint8(np.round(np.clip(np.asarray(res[..., 0], np.float64), 0, 1) * 255))
+        for i, kid in enumerate(ids):
+            out[(name, kid)] = psnr_uint8(res[i], gt)
+        if verbose:
+            print(f"  {name}: " + " ".join(f"{out[(name, kid)]:.2f}" for kid in ids))
+    per_kernel = {kid: float(np.mean([out[(n, kid)] for n in imgs])) for kid in ids}
+    return {"mean": float(np.mean(list(out.values()))), "per_kernel": per_kernel, "psnr": out}
+
+
+def dpir_kwargs(noise: float, iters: int, values: dict | None = None) -> dict:
+    """``make_config`` kwargs of the ``dpir`` loop: DPIR's schedule, or ``values``'s."""
+    kw = {"mode": "dpir", "iters": int(iters), "noise_level": noise / 255}
+    if values is not None:
+        kw.update(sigma=list(values["sigma"]), mu=list(values["mu"]))
+    return kw
+
+
+# ---------------------------------------------------------------- config file
+def render_config(results: list, command: str, evals: dict | None = None) -> str:
+    """The text of ``configs/dpir_tuned.py`` for the tuning ``results``."""
+    lines = ['"""DPIR deblurring schedules (per-iteration ``sigma`` and ``mu`` = rho) tuned by '
+             'gradient through the',
+             "unrolled ``dpir`` loop with the FFDNet-gray prior, on ``shared/data/tune`` (DnCNN "
+             "training images)",
+             "blurred with the ``kernels_12.mat`` kernels -- never on Set3G or the Levin kernels. "
+             "One schedule per",
+             "noise level (8-bit) and number of iterations T, initialised from "
+             "``dpir_schedule(T, noise)``.", "", "Produced by:", "", f"    {command}", ""]
+    lines.append("Training: " + ", ".join(
+        f"noise {r['noise']:g} T={r['iters']}: {r['seconds'] / 60:.1f} min, peak RSS "
+        f"{r['peak_rss_mib']:.0f} MiB, tune-val PSNR {r['val_psnr_dpir']:.2f} -> "
+        f"{r['val_psnr_tuned']:.2f}" for r in results) + ".")
+    if evals:
+        lines += ["", "Set3G, Levin k1..k8, DPIR protocol (``dynpnp_jax.tune.evaluate_set3g``), "
+                  "mean PSNR (dB) over 3 images x 8 kernels:", ""]
+        lines += ["    " + l for l in format_table(evals).splitlines()]
+    lines += ['"""', "from __future__ import annotations", "",
+              "# (noise on the 8-bit scale, iterations) -> per-iteration values on the [0, 1] scale",
+              "TUNED = {"]
+    for r in results:
+        lines.append(f"    ({r['noise']:g}, {r['iters']}): {{")
+        for key in ("sigma", "mu"):
+            vals = ", ".join(f"{v:.6g}" for v in r[key])
+            lines.append(f'        "{key}": [{vals}],')
+        lines.append("    },")
+    lines += ["}", "", "",
+              "def get_config(noise: float = 2.55, iters: int = 8, ensemble: bool = False) -> dict:",
+              '    """``make_config`` keyword arguments of the tuned schedule for ``noise`` (8-bit: '
+              '2.55 or 7.65)',
+              '    and ``iters``: ``make_config(**get_config(7.65, 4))``."""',
+              "    key = (float(noise), int(iters))",
+              "    if key not in TUNED:",
+              '        raise KeyError(f"no tuned schedule for noise={noise}, iters={iters}; have '
+              '{sorted(TUNED)}")',
+              "    vals = TUNED[key]",
+              '    return {"mode": "dpir", "iters": int(iters), "noise_level": float(noise) / 255,',
+              '            "sigma": list(vals["sigma"]), "mu": list(vals["mu"]), "ensemble": bool(ensemble)}',
+              ""]
+    return "\n".join(lines)
+
+
+def format_table(evals: dict) -> str:
+    """Markdown table of ``{(noise, iters, ensemble): {'dpir': dB, 'tuned': dB}}``."""
+    rows = ["| noise | T | x8 ensemble | DPIR schedule | tuned | gain | reference (DPIR, T=8, x8) |",
+            "|---|---|---|---|---|---|---|"]
+    for (noise, iters, ens), v in sorted(evals.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2])):
+        ref = DPIR_REFERENCE.get(noise) if (iters == 8 and ens) else None
+        rows.append(f"| {noise:g} | {iters} | {'yes' if ens else 'no'} | {v['dpir']:.2f} | "
+                    f"{v['tuned']:.2f} | {v['tuned'] - v['dpir']:+.2f} | "
+                    f"{'' if ref is None else f'{ref:.2f}'} |")
+    return "\n".join(rows)
+
+
+def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float, seed: int,
+             loss: str, quantize: bool, remat: bool, evaluate: bool, val_every: int = 0,
+             verbose: bool = True, checkpoint=None) -> dict:
+    """Tune every (noise, iters), then (optionally) evaluate DPIR's and the tuned schedules.
+    ``checkpoint(results)`` is called after each tuned schedule (e.g. to save it)."""
+    from . import load_network
+
+    noises = [_check_noise(n) for n in noises]
+    iters_list = [_check_int("iters", t, 1) for t in iters_list]
+    net = load_network("ffdnet-gray")
+    cleans = load_tune_images()
+    results = []
+    for noise in noises:
+        for iters in iters_list:
+            r = tune_dpir(noise, iters, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed,
+                          loss=loss, quantize=quantize, remat=remat, val_every=val_every,
+                          net=net, cleans=cleans, verbose=verbose)
+            results.append(r)
+            if checkpoint is not None:
+                checkpoint(results)
+            if verbose:
+                print(json.dumps({k: r[k] for k in ("noise", "iters", "sigma", "mu",
+                                                    "val_psnr_dpir", "val_psnr_tuned",
+                                                    "seconds", "peak_rss_mib")}), flush=True)
+    evals = {}
+    if evaluate:  # only after tuning, for reporting
+        for r in results:
+            for ens in (False, True):
+                d = evaluate_set3g(dpir_kwargs(r["noise"], r["iters"]), ens, net=net)
+                t = evaluate_set3g(dpir_kwargs(r["noise"], r["iters"], r), ens, net=net)
+                evals[(r["noise"], r["iters"], ens)] = {"dpir": d["mean"], "tuned": t["mean"],
+                                                        "dpir_per_kernel": d["per_kernel"],
+                                                        "tuned_per_kernel": t["per_kernel"]}
+    return {"results": results, "evals": evals}
+
+
+def _print_dpir_table(out: dict) -> None:
+    print("\n| noise | T | tune-val PSNR, DPIR schedule | tuned | minutes | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    for r in out["results"]:
+        print(f"| {r['noise']:g} | {r['iters']} | {r['val_psnr_dpir']:.3f} | "
+              f"{r['val_psnr_tuned']:.3f} | {r['seconds'] / 60:.1f} | {r['peak_rss_mib']:.0f} |")
+    if out["evals"]:
+        print("\nSet3G + Levin k1..k8, DPIR protocol, mean PSNR (dB):\n")
+        print(format_table(out["evals"]))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dynpnp_jax.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50])
-    p.add_argument("--iters", type=int, default=2)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--crop", type=int, default=96)
-    p.add_argument("--operator", default="gain")
+    p.add_argument("--task", choices=("denoise", "dpir"), default="denoise",
+                   help="denoise: gradient mode with DnCNN-S (default); dpir: DPIR's schedule with "
+                        "FFDNet-gray")
+    p.add_argument("--sigma", type=float, nargs="+", default=[15, 25, 50],
+                   help="denoise: noise levels (8-bit), each one of 15, 25, 50")
+    p.add_argument("--noise", type=float, nargs="+", default=list(DPIR_NOISES),
+                   help="dpir: noise levels (8-bit), default 2.55 7.65")
+    p.add_argument("--iters", type=int, nargs="+", default=None,
+                   help="iterations T (denoise: one value, default 2; dpir: default 8 4)")
+    p.add_argument("--steps", type=int, default=None, help="Adam steps (denoise 40, dpir 200)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="crop size, 32..180 (denoise 96, dpir 128)")
+    p.add_argument("--batch", type=int, default=3, help="dpir: crops per step (default 3)")
+    p.add_argument("--lr", type=float, default=0.03, help="dpir: Adam learning rate on the "
+                   "logarithms, cosine-decayed to a tenth (default 0.03)")
+    p.add_argument("--seed", type=int, default=0, help="dpir: seed of the crops, kernels, noise")
+    p.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
+                   help="dpir: minus the mean PSNR (default) or the MSE")
+    p.add_argument("--no-quantize", action="store_true",
+                   help="dpir: no 8-bit truncation of the blurred training crops")
+    p.add_argument("--remat", action="store_true",
+                   help="dpir: recompute each FFDNet call in the backward pass (less memory)")
+    p.add_argument("--val-every", type=int, default=0,
+                   help="dpir: score the fixed validation crops every N steps (0: start and end)")
+    p.add_argument("--no-eval", action="store_true", help="dpir: skip the Set3G evaluation")
+    p.add_argument("--write-config", default=None, metavar="PATH",
+                   help="dpir: write the tuned schedules as data to PATH (configs/dpir_tuned.py)")
+    p.add_argument("--operator", default="gain", help="denoise: the operator")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+
+    def fail(msg):
+        p.error(msg)  # exits with status 2 and the usage line
+
+    steps = args.steps if args.steps is not None else (200 if args.task == "dpir" else 40)
+    args.crop = args.crop if args.crop is not None else (128 if args.task == "dpir" else 96)
+    if steps < 1:
+        fail(f"--steps must be a positive integer, got {steps}")
+    if not 32 <= args.crop <= TUNE_SIZE:
+        fail(f"--crop must be in [32, {TUNE_SIZE}] (the tune images are {TUNE_SIZE}x{TUNE_SIZE}; "
+             f"crops must hold the 25x25 kernels), got {args.crop}")
+    iters = args.iters if args.iters is not None else ([8, 4] if args.task == "dpir" else [2])
+    if any(t < 1 for t in iters):
+        fail(f"--iters must be positive integers, got {iters}")
+    if args.task == "denoise":
+        if len(iters) != 1:
+            fail(f"--task denoise takes one --iters value, got {iters}")
+        bad = [s for s in args.sigma if s not in DENOISE_SIGMAS]
+        if bad:
+            fail(f"--sigma: DnCNN-S exists for {DENOISE_SIGMAS} only, got {bad}")
+        return _main_denoise(args, steps, iters[0])
+    for n in args.noise:
+        try:
+            _check_noise(n)
+        except ValueError as err:
+            fail(f"--noise: {err}")
+    if args.batch < 1:
+        fail(f"--batch must be a positive integer, got {args.batch}")
+    if not (np.isfinite(args.lr) and args.lr > 0):
+        fail(f"--lr must be a positive number, got {args.lr}")
+    if args.val_every < 0:
+        fail(f"--val-every must be >= 0, got {args.val_every}")
+    command = "python -m dynpnp_jax.tune " + " ".join(shlex.quote(a) for a in (
+        argv if argv is not None else sys.argv[1:]))
+
+    def save(results, evals=None):
+        if args.write_config:
+            Path(args.write_config).write_text(render_config(results, command, evals))
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"command": command, "results": results,
+                           "evals": [{"noise": k[0], "iters": k[1], "ensemble": k[2], **v}
+                                     for k, v in (evals or {}).items()]}, f, indent=1)
+
+    out = run_dpir(args.noise, iters, steps=steps, crop=args.crop, batch=args.batch, lr=args.lr,
+                   seed=args.seed, loss=args.loss, quantize=not args.no_quantize,
+                   remat=args.remat, evaluate=not args.no_eval, val_every=args.val_every,
+                   checkpoint=save)
+    _print_dpir_table(out)
+    save(out["results"], out["evals"])
+    if args.write_config:
+        print(f"\nwrote {args.write_config}")
+    return 0
+
+
+def _main_denoise(args, steps: int, iters: int) -> int:
     results = {}
     for s in args.sigma:
         t0 = time.time()
-        r = tune(s, iters=args.iters, steps=args.steps, crop=args.crop, operator=args.operator)
+        r = tune(s, iters=iters, steps=steps, crop=args.crop, operator=args.operator)
         r["seconds"] = time.time() - t0
         results[int(s)] = r
         print(json.dumps(r))

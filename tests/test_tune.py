@@ -1,0 +1,263 @@
+"""``python -m dynpnp_jax.tune --task dpir``: the objective's gradients (finite, equal to finite
+differences, through the public ``restore`` with FFDNet), the frozen fast-backward FFDNet (same
+values and gradients), a few Adam steps lowering the loss, the training data (kernels_12 only),
+the Set3G evaluation reproducing DPIR's protocol, the config file, and argument errors."""
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dynpnp_jax import tune
+from dynpnp_jax.solver import dpir_schedule, make_config
+
+from conftest import require_shared
+
+NOISE = 7.65
+
+
+@pytest.fixture(autouse=True)
+def _full_float32_convs():
+    """Finite differences need float32 convolutions (no TF32 on GPUs)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def ffdnet():
+    require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
+    from dynpnp_jax import load_network
+
+    return load_network("ffdnet-gray")
+
+
+@pytest.fixture(scope="module")
+def cleans():
+    require_shared("data", "tune")
+    return tune.load_tune_images()
+
+
+@pytest.fixture(scope="module")
+def value_and_grad(ffdnet):
+    """The jitted objective and its gradient (T=2) with the plain FFDNet, compiled once."""
+    return jax.jit(jax.value_and_grad(tune.dpir_loss_fn(ffdnet, 2, NOISE)))
+
+
+@pytest.fixture(scope="module")
+def tiny_batch(cleans):
+    require_shared("data", "kernels", "kernels_12.mat")
+    rng = np.random.RandomState(3)
+    return tune.make_batch(rng, cleans, tune.training_kernels(), crop=32, batch=2, noise=NOISE)
+
+
+# ------------------------------------------------------------------ training data
+def test_training_data_uses_kernels12_only(cleans, tiny_batch):
+    """The 20 tune images; each crop is blurred with a flip/rotation of a kernels_12 kernel
+    (never a Levin kernel), truncated to 8 bits, plus noise of the right level."""
+    assert len(cleans) == 20 and all(c.shape == (180, 180) for c in cleans)
+    y, x, k = tiny_batch
+    assert y.shape == x.shape == (2, 32, 32, 1) and k.shape == (2, 25, 25)
+    train = [tune._dihedral(kk, m) for kk in tune.training_kernels() for m in range(8)]
+    for kk in k:
+        assert any(np.allclose(kk, t) for t in train)
+    from dynpnp_jax.operators import Blur
+
+    blurred = np.floor(np.asarray(Blur.from_kernel(k)(jnp.asarray(x)), np.float64) * 255 + 1e-6) / 255
+    assert abs(np.std(y - blurred) * 255 - NOISE) < 0.6  # 2048 samples
+    assert np.allclose(np.round(x * 255), x * 255, atol=1e-4)  # clean crops are 8-bit images
+
+
+# ------------------------------------------------------------------ the frozen FFDNet
+def test_frozen_network_same_values_and_input_gradient(ffdnet):
+    fast = tune.frozen_network(ffdnet)
+    assert fast.variables is ffdnet.variables and type(fast.module) is not type(ffdnet.module)
+    x = jnp.asarray(np.random.RandomState(0).rand(2, 22, 19, 1).astype(np.float32))
+    s = jnp.asarray([0.02, 0.05])
+    np.testing.assert_array_equal(np.asarray(fast.prior(x, s)), np.asarray(ffdnet.prior(x, s)))
+
+    def g(net):
+        return jax.jit(jax.grad(lambda x, s: jnp.sum(jnp.sin(3 * net.prior(x, s))),
+                                argnums=(0, 1)))(x, s)
+    for a, b in zip(g(fast), g(ffdnet)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    # the same module twice: one compilation (the class is cached)
+    assert tune.frozen_network(ffdnet).module == fast.module
+    assert tune.frozen_network(ffdnet, remat=True).module != fast.module
+
+
+# ------------------------------------------------------------------ gradients
+def test_gradients_finite_and_match_finite_differences(ffdnet, value_and_grad, tiny_batch):
+    """d(-PSNR)/d(log sigma_t, log mu_t) through the public restore with the plain FFDNet:
+    finite, non-zero, and within a loose band of central differences."""
+    iters = 2
+    f = jax.jit(tune.dpir_loss_fn(ffdnet, iters, NOISE))
+    theta = tune.dpir_theta(iters, NOISE)
+    value, grad = value_and_grad(theta, *tiny_batch)
+    assert np.isfinite(float(value))
+    assert abs(float(value) - float(f(theta, *tiny_batch))) < 1e-4
+    eps = 0.05
+    for key in ("log_sigma", "log_mu"):
+        g = np.asarray(grad[key])
+        assert np.all(np.isfinite(g)) and np.any(np.abs(g) > 1e-3)
+        for t in range(iters):
+            e = jnp.zeros(iters).at[t].set(eps)
+            hi = float(f({**theta, key: theta[key] + e}, *tiny_batch))
+            lo = float(f({**theta, key: theta[key] - e}, *tiny_batch))
+            fd = (hi - lo) / (2 * eps)
+            assert abs(fd - g[t]) <= 0.15 * abs(g[t]) + 2e-3, (key, t, fd, g[t])
+
+
+def test_few_adam_steps_lower_the_loss(value_and_grad, tiny_batch):
+    import optax
+
+    f = value_and_grad
+    theta = tune.dpir_theta(2, NOISE)
+    opt = optax.adam(0.1)
+    state = opt.init(theta)
+    losses = []
+    for _ in range(4):
+        value, g = f(theta, *tiny_batch)
+        losses.append(float(value))
+        updates, state = opt.update(g, state)
+        theta = optax.apply_updates(theta, updates)
+    losses.append(float(f(theta, *tiny_batch)[0]))
+    assert losses[-1] < losses[0] - 0.02, losses
+
+
+def test_tune_dpir_smoke(ffdnet, cleans):
+    r = tune.tune_dpir(NOISE, 2, steps=2, crop=32, batch=2, val_size=2, net=ffdnet,
+                       cleans=cleans, verbose=False)
+    s0, m0 = dpir_schedule(2, NOISE / 255)
+    np.testing.assert_allclose(r["dpir"]["sigma"], s0, rtol=1e-5)
+    np.testing.assert_allclose(r["dpir"]["mu"], m0, rtol=1e-5)
+    assert len(r["sigma"]) == len(r["mu"]) == 2 and len(r["loss_history"]) == 2
+    assert all(np.isfinite(r["sigma"])) and all(v > 0 for v in r["sigma"] + r["mu"])
+    assert r["sigma"] != r["dpir"]["sigma"]  # it moved
+    assert np.isfinite(r["val_psnr_dpir"]) and np.isfinite(r["val_psnr_tuned"])
+    assert r["peak_rss_mib"] > 0
+    make_config(**tune.dpir_kwargs(NOISE, 2, r))  # the result is a valid config
+
+
+# ------------------------------------------------------------------ evaluation protocol
+def test_degradation_is_dpirs_protocol():
+    """uint8 convolve (mode='wrap', the result truncated to uint8), / 255, seed 0 noise: checked
+    against a hand computation (shifted sums, floor) for one image and kernel."""
+    require_shared("data", "set3g")
+    from dynpnp_jax import kernels
+
+    gt = tune.set3g_images()["cameraman"]
+    assert gt.dtype == np.uint8 and gt.shape == (256, 256)
+    k = kernels.levin(3).astype(np.float64)
+    y = tune.degrade_dpir(gt, k, 2.55)
+    # hand: convolve(x, k)[i, j] = sum_ab k[a, b] x[i + c - a, j + c - b] (circular)
+    c = k.shape[0] // 2
+    acc = np.zeros(gt.shape)
+    for a in range(k.shape[0]):
+        for b in range(k.shape[1]):
+            acc += k[a, b] * np.roll(gt.astype(np.float64), (a - c, b - c), axis=(0, 1))
+    hand = np.floor(acc + 1e-9)
+    blurred = np.round((y - np.random.RandomState(0).normal(0, 2.55 / 255, gt.shape + (1,))[..., 0])
+                       * 255)
+    assert np.mean(blurred == hand) > 0.999 and np.max(np.abs(blurred - hand)) <= 1
+    # the exact numbers: scipy on the uint8 image, then DPIR's uint2single and seeded noise
+    ref = ndimage.convolve(gt[..., None], k[..., None], mode="wrap")
+    assert ref.dtype == np.uint8
+    np.random.seed(0)
+    want = np.float32(ref / 255.) + np.random.normal(0, 2.55 / 255, ref.shape)
+    np.testing.assert_array_equal(y, want[..., 0])
+
+
+def test_evaluate_set3g_matches_hand_pipeline(ffdnet):
+    """One small image and one Levin kernel through evaluate_set3g (kernels zero-padded to one
+    size and batched) equal restore on the unpadded kernel, rounded to uint8, PSNR by hand."""
+    require_shared("data", "set3g")
+    from dynpnp_jax import kernels
+    from dynpnp_jax.operators import Blur
+    from dynpnp_jax.solver import restore
+
+    gt = tune.set3g_images()["house"][64:128, 96:160]
+    kw = tune.dpir_kwargs(NOISE, 2)
+    got = tune.evaluate_set3g(kw, False, net=ffdnet, kernel_ids=[3, 4], images={"house": gt})
+    k = kernels.levin(3)
+    y = tune.degrade_dpir(gt, k, NOISE)[None, ..., None].astype(np.float32)
+    out, _ = restore({"prior": ffdnet, "A": Blur.from_kernel(k, 1)}, y, make_config(**kw))
+    e = np.uint8(np.round(np.clip(np.asarray(out[0, ..., 0], np.float64), 0, 1) * 255))
+    mse = np.mean((e.astype(np.float64) - gt) ** 2)
+    assert abs(got["psnr"][("house", 3)] - 10 * np.log10(255 ** 2 / mse)) < 0.01
+    assert got["mean"] == pytest.approx(np.mean(list(got["psnr"].values())))
+    assert set(got["per_kernel"]) == {3, 4}
+
+
+def test_evaluate_set3g_needs_noise_level():
+    with pytest.raises(ValueError, match="noise_level"):
+        tune.evaluate_set3g({"mode": "dpir", "iters": 2, "sigma": 0.1, "mu": 0.1}, images={})
+    with pytest.raises(ValueError, match="mode='dpir'"):
+        tune.evaluate_set3g({"mode": "hqs", "noise_level": 0.01}, images={})
+
+
+# ------------------------------------------------------------------ config file
+def test_render_config_round_trip(tmp_path):
+    res = [{"noise": 2.55, "iters": 2, "sigma": [0.19, 0.01], "mu": [0.0005, 0.1],
+            "seconds": 60.0, "peak_rss_mib": 500.0, "val_psnr_dpir": 30.0, "val_psnr_tuned": 30.2}]
+    evals = {(2.55, 2, False): {"dpir": 30.0, "tuned": 30.1}}
+    path = tmp_path / "cfg.py"
+    path.write_text(tune.render_config(res, "python -m dynpnp_jax.tune --task dpir", evals))
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert "python -m dynpnp_jax.tune --task dpir" in mod.__doc__
+    kw = mod.get_config(2.55, 2, ensemble=True)
+    cfg = make_config(**kw)
+    assert cfg.ensemble and cfg.iters == 2
+    np.testing.assert_allclose(np.asarray(cfg.sigma), [0.19, 0.01], rtol=1e-6)
+    with pytest.raises(KeyError, match="no tuned schedule"):
+        mod.get_config(7.65, 2)
+
+
+def test_shipped_config_is_valid():
+    from configs import dpir_tuned
+
+    assert dpir_tuned.TUNED, "configs/dpir_tuned.py has no schedules"
+    for (noise, iters), vals in dpir_tuned.TUNED.items():
+        assert noise in tune.DPIR_NOISES and len(vals["sigma"]) == len(vals["mu"]) == iters
+        cfg = make_config(**dpir_tuned.get_config(noise, iters))
+        assert cfg.mode == "dpir" and float(cfg.noise) == pytest.approx(noise / 255)
+    assert "python -m dynpnp_jax.tune --task dpir" in dpir_tuned.__doc__
+
+
+# ------------------------------------------------------------------ arguments
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "dpir", "--steps", "0"], "--steps must be a positive"),
+    (["--task", "dpir", "--crop", "16"], "--crop must be in"),
+    (["--task", "dpir", "--crop", "200"], "--crop must be in"),
+    (["--task", "dpir", "--noise", "0"], "8-bit noise level in"),
+    (["--task", "dpir", "--noise", "100"], "8-bit noise level in"),
+    (["--task", "dpir", "--iters", "8", "0"], "--iters must be positive"),
+    (["--task", "dpir", "--batch", "0"], "--batch must be"),
+    (["--task", "dpir", "--lr", "-1"], "--lr must be"),
+    (["--sigma", "30"], "DnCNN-S exists for"),
+    (["--iters", "2", "3"], "one --iters value"),
+    (["--task", "deblur"], "invalid choice"),
+])
+def test_bad_arguments_exit_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        tune.main(argv)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(noise=-1, iters=8), "noise"), (dict(noise=2.55, iters=0), "iters"),
+    (dict(noise=2.55, iters=8, steps=0), "steps"), (dict(noise=2.55, iters=8, crop=31), "crop"),
+    (dict(noise=2.55, iters=8, lr=0.0), "lr"), (dict(noise=2.55, iters=8, batch=0), "batch"),
+])
+def test_tune_dpir_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tune.tune_dpir(**kwargs, verbose=False)
+
+
+def test_loss_name_checked():
+    with pytest.raises(ValueError, match="'psnr' or 'mse'"):
+        tune.dpir_loss_fn(None, 2, 2.55, loss="l1")
