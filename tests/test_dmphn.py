@@ -288,7 +288,7 @@ def test_phase_conv_transpose_matches_conv_transpose(dtype):
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
-    from dynpnp_jax.models.dmphn import ConvTranspose4x4s2
+    from dynpnp_jax.zoo.dmphn import ConvTranspose4x4s2
 
     rng = np.random.default_rng(11)
     dt = jnp.dtype(dtype)

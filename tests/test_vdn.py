@@ -169,7 +169,7 @@ def test_up_conv_transpose_matches_flax_and_torch():
     """ConvTranspose2x2s2 (matrix product + depth-to-space) == flax ConvTranspose(2, 2, VALID,
     transpose_kernel) == torch ConvTranspose2d(k=2, s=2): same parameters and initial values."""
     import flax.linen as nn
-    from dynpnp_jax.models.vdn import ConvTranspose2x2s2
+    from dynpnp_jax.zoo.vdn import ConvTranspose2x2s2
 
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.standard_normal((2, 5, 7, 12)), jnp.float32)
