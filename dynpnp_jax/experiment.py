@@ -462,8 +462,10 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
                              f"{protocol.task!r} (it is for "
                              f"{', '.join(BASELINE_MODES[cfg['methods'][odd[0]]['mode']])}). Fix: "
                              f"pick from {[m for m in cfg['methods'] if m in applicable]}.")
-    else:
-        wanted = [m for m in cfg["methods"] if m in applicable]
+    else:  # calibrated (6-9x the cost of dpir) runs by default only with --kernel-given
+        wanted = [m for m in cfg["methods"] if m in applicable
+                  and (cfg["methods"][m].get("mode") != "calibrated"
+                       or getattr(args, "kernel_given", None) is not None)]
     unique = list(dict.fromkeys(wanted))
     if len(unique) < len(wanted):
         notes.append(f"--method: {sorted({m for m in wanted if wanted.count(m) > 1})} given more "
