@@ -173,6 +173,8 @@ class ConvTranspose4x4s2(nn.Module):
                             self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        # padding (1, 1) in the conv: XLA:CPU runs this with Eigen, measured faster here than the
+        # YNNPACK path a VALID conv on a pre-padded input would take (docs/dmphn_notes.md, 1.2)
         p = jax.lax.conv_general_dilated(x, phase_kernel(kernel), (1, 1), ((1, 1), (1, 1)),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         p = p + jnp.tile(bias, 4)
