@@ -269,16 +269,19 @@ class Child:
             if flags:
                 env["XLA_FLAGS"] = flags
         self.kind = kind
+        # stderr to a file, not a pipe: a child that warns a lot must not block on a full pipe
+        self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=self.err, text=True, bufsize=1)
 
     def read(self) -> dict:
         while True:
             line = self.proc.stdout.readline()
             if not line:
-                err = self.proc.stderr.read()
-                raise RuntimeError(f"{self.kind} child failed (exit {self.proc.wait()}):\n"
-                                   f"{err[-4000:]}")
+                code = self.proc.wait()
+                self.err.seek(0)
+                raise RuntimeError(f"{self.kind} child failed (exit {code}):\n"
+                                   f"{self.err.read()[-4000:]}")
             line = line.strip()
             if line.startswith("{"):
                 return json.loads(line)

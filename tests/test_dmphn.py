@@ -312,7 +312,7 @@ def test_phase_conv_transpose_matches_conv_transpose(dtype):
         m = tnn.ConvTranspose2d(16, 8, 4, stride=2, padding=1)
         with torch.no_grad():
             m.weight.copy_(torch.from_numpy(np.asarray(v["params"]["kernel"]).transpose(3, 2, 0, 1).copy()))
-            m.bias.copy_(torch.from_numpy(np.asarray(v["params"]["bias"])))
+            m.bias.copy_(torch.from_numpy(np.array(v["params"]["bias"])))
             ref = from_nchw(m(to_nchw(np.asarray(x))))
         assert np.abs(np.asarray(y1) - ref).max() <= 1e-5
     # gradients flow through the phase form like through the transposed conv

@@ -186,7 +186,7 @@ def test_up_conv_transpose_matches_flax_and_torch():
     m = tnn.ConvTranspose2d(12, 6, kernel_size=2, stride=2)
     with torch.no_grad():
         m.weight.copy_(torch.from_numpy(np.asarray(v["params"]["kernel"]).transpose(3, 2, 0, 1).copy()))
-        m.bias.copy_(torch.from_numpy(np.asarray(v["params"]["bias"])))
+        m.bias.copy_(torch.from_numpy(np.array(v["params"]["bias"])))
         ref = m(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())).numpy()
     assert np.abs(np.asarray(y1) - ref.transpose(0, 2, 3, 1)).max() <= 1e-5
 
