@@ -283,13 +283,15 @@ def plot_convergence(results: dict, path: Path) -> None:
 
 
 def plot_examples(images: dict, path: Path, title: str = "") -> None:
-    """Input / every method / clean for one image (PSNR on the float images, clipped, by
-    ``metrics.psnr``); a blur kernel in ``images['_meta']['kernel']`` gets its own panel."""
+    """Input / every method / clean for one image (PSNR of the clipped float images by
+    ``metrics.psnr``, not the protocol's 8-bit score); a blur kernel in
+    ``images['_meta']['kernel']`` gets its own panel."""
     from . import metrics
 
     plt = _plt()
-    panels = [("input", images.get("_input"))]
-    panels += [(k, v) for k, v in images.items() if not k.startswith("_") and v is not None]
+    methods = [(k, v) for k, v in images.items() if not k.startswith("_") and v is not None]
+    # the observation itself, unless the `input` method already shows it
+    panels = ([] if "input" in images else [("input", images.get("_input"))]) + methods
     clean = images.get("_clean")
     if clean is not None:
         panels.append(("clean", clean))
@@ -310,7 +312,7 @@ def plot_examples(images: dict, path: Path, title: str = "") -> None:
         ax.imshow(np.asarray(kernel), cmap="gray", interpolation="nearest")
         ax.set_title(f"kernel {np.shape(kernel)[0]}x{np.shape(kernel)[1]}", fontsize=9)
         ax.axis("off")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + " (PSNR of the float output)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,8 +11,9 @@ The interface every protocol has (plain numpy; only the metrics call into JAX)::
 
 ``example`` is one dict of ``data.load_dataset`` (``image`` + ``name`` for clean sets, ``blur``
 + ``sharp`` + ``has_sharp`` + ``name`` for paired ones). ``Problem.y`` is the float32 (H, W, C)
-observation the solver sees, ``clean`` the float32 image of y's shape the solver's per-iteration
-PSNR compares against (None without ground truth), ``meta`` what ``evaluate`` needs, and
+observation the solver sees, ``clean`` the float32 image of the restored size the solver's
+per-iteration PSNR compares against (None without ground truth), ``meta`` what ``evaluate``
+needs, and
 ``params_extra`` extra solver parameters merged into ``restore``'s ``params`` (e.g. ``{'A':
 Blur(k)}`` for a known degradation); a condition may be any hashable value (a noise level, a
 (kernel, noise) tuple), with ``condition_key``/``condition_label`` naming it in files and tables.
@@ -98,8 +99,8 @@ class Problem(NamedTuple):
     Attributes:
       name: the example's name.
       y: float32 (H, W, C) observation, what ``restore`` sees (one image, no batch axis).
-      clean: float32 (H, W, C) ground truth of y's shape for the solver's per-iteration PSNR,
-        or None where the example has none.
+      clean: float32 (H, W, C) ground truth of the restored image's shape (y's, except for
+        super-resolution) for the solver's per-iteration PSNR, or None where there is none.
       meta: what :meth:`Protocol.evaluate` needs (the metric's reference, conversions).
       params_extra: extra entries of ``restore``'s ``params`` for this problem (e.g. ``{'A':
         Blur(k)}``); problems of one condition share one dict, so they can be batched.
