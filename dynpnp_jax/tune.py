@@ -566,37 +566,62 @@ def format_table(evals: dict) -> str:
 
 def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float, seed: int,
              loss: str, quantize: bool, remat: bool, evaluate: bool, val_every: int = 0,
-             verbose: bool = True, checkpoint=None) -> dict:
+             verbose: bool = True, checkpoint=None, previous: dict | None = None) -> dict:
     """Tune every (noise, iters), then (optionally) evaluate DPIR's and the tuned schedules.
-    ``checkpoint(results)`` is called after each tuned schedule (e.g. to save it)."""
+
+    ``checkpoint(results, evals)`` is called after each tuned schedule and each evaluation (to
+    save them). ``previous`` (``{'results': [...], 'evals': {...}}`` of an interrupted run with the
+    same settings) supplies what is already done: each (noise, iters) run has its own seeded
+    generator, so resuming gives the same numbers as one uninterrupted run."""
     from . import load_network
 
     noises = [_check_noise(n) for n in noises]
     iters_list = [_check_int("iters", t, 1) for t in iters_list]
+    done = {(r["noise"], r["iters"]): r for r in (previous or {}).get("results", [])}
+    evals = dict((previous or {}).get("evals", {}))
     net = load_network("ffdnet-gray")
-    cleans = load_tune_images()
+    cleans = None
     results = []
     for noise in noises:
         for iters in iters_list:
+            if (noise, iters) in done:
+                results.append(done[(noise, iters)])
+                if verbose:
+                    print(f"noise={noise:g} T={iters}: reusing the finished run", flush=True)
+                continue
+            cleans = cleans if cleans is not None else load_tune_images()
             r = tune_dpir(noise, iters, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed,
                           loss=loss, quantize=quantize, remat=remat, val_every=val_every,
                           net=net, cleans=cleans, verbose=verbose)
             results.append(r)
             if checkpoint is not None:
-                checkpoint(results)
+                checkpoint(results, evals)
             if verbose:
                 print(json.dumps({k: r[k] for k in ("noise", "iters", "sigma", "mu",
                                                     "val_psnr_dpir", "val_psnr_tuned",
                                                     "seconds", "peak_rss_mib")}), flush=True)
-    evals = {}
     if evaluate:  # only after tuning, for reporting
         for r in results:
             for ens in (False, True):
+                key = (r["noise"], r["iters"], ens)
+                if key in evals and evals[key].get("sigma") == r["sigma"]:
+                    continue
+                t0 = time.time()
                 d = evaluate_set3g(dpir_kwargs(r["noise"], r["iters"]), ens, net=net)
                 t = evaluate_set3g(dpir_kwargs(r["noise"], r["iters"], r), ens, net=net)
-                evals[(r["noise"], r["iters"], ens)] = {"dpir": d["mean"], "tuned": t["mean"],
-                                                        "dpir_per_kernel": d["per_kernel"],
-                                                        "tuned_per_kernel": t["per_kernel"]}
+                evals[key] = {"dpir": d["mean"], "tuned": t["mean"], "sigma": r["sigma"],
+                              "dpir_per_kernel": d["per_kernel"],
+                              "tuned_per_kernel": t["per_kernel"],
+                              "dpir_psnr": {f"{n}/k{i}": v for (n, i), v in d["psnr"].items()},
+                              "tuned_psnr": {f"{n}/k{i}": v for (n, i), v in t["psnr"].items()},
+                              "seconds": time.time() - t0}
+                if checkpoint is not None:
+                    checkpoint(results, evals)
+                if verbose:
+                    print(f"Set3G noise={key[0]:g} T={key[1]} ensemble={ens}: DPIR "
+                          f"{d['mean']:.3f} tuned {t['mean']:.3f} dB", flush=True)
+    evals = {k: v for k, v in evals.items() if (k[0], k[1]) in {(r["noise"], r["iters"])
+                                                               for r in results}}
     return {"results": results, "evals": evals}
 
 
@@ -643,6 +668,9 @@ def main(argv=None) -> int:
                    help="dpir: write the tuned schedules as data to PATH (configs/dpir_tuned.py)")
     p.add_argument("--operator", default="gain", help="denoise: the operator")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--resume", default=None, metavar="JSON",
+                   help="dpir: reuse the finished runs (and evaluations) of an --out file written "
+                        "with the same settings; tune/evaluate only what is missing")
     args = p.parse_args(argv)
 
     def fail(msg):
@@ -676,10 +704,24 @@ def main(argv=None) -> int:
         fail(f"--lr must be a positive number, got {args.lr}")
     if args.val_every < 0:
         fail(f"--val-every must be >= 0, got {args.val_every}")
-    command = "python -m dynpnp_jax.tune " + " ".join(shlex.quote(a) for a in (
-        argv if argv is not None else sys.argv[1:]))
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--resume" in given:  # resuming gives the same numbers: record the plain command
+        i = given.index("--resume")
+        del given[i:i + 2]
+    command = "python -m dynpnp_jax.tune " + " ".join(shlex.quote(a) for a in given)
+    settings = dict(steps=steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
+                    loss=args.loss, quantize=not args.no_quantize, remat=args.remat,
+                    average_from=0.5)
+    previous = None
+    if args.resume:
+        try:
+            previous = _load_previous(args.resume, settings)
+        except (OSError, ValueError) as err:
+            fail(f"--resume: {err}")
 
     def save(results, evals=None):
+        evals = {k: v for k, v in (evals or {}).items()
+                 if (k[0], k[1]) in {(r["noise"], r["iters"]) for r in results}}
         if args.write_config:
             Path(args.write_config).write_text(render_config(results, command, evals))
         if args.out:
@@ -691,12 +733,29 @@ def main(argv=None) -> int:
     out = run_dpir(args.noise, iters, steps=steps, crop=args.crop, batch=args.batch, lr=args.lr,
                    seed=args.seed, loss=args.loss, quantize=not args.no_quantize,
                    remat=args.remat, evaluate=not args.no_eval, val_every=args.val_every,
-                   checkpoint=save)
+                   checkpoint=save, previous=previous)
     _print_dpir_table(out)
     save(out["results"], out["evals"])
     if args.write_config:
         print(f"\nwrote {args.write_config}")
     return 0
+
+
+def _load_previous(path, settings: dict) -> dict:
+    """The runs and evaluations of an earlier ``--out`` JSON whose settings equal ``settings``."""
+    with open(path) as f:
+        data = json.load(f)
+    results = data.get("results", [])
+    for r in results:
+        got = {k: r.get("settings", {}).get(k) for k in settings}
+        if got != settings:
+            diff = {k: (got[k], v) for k, v in settings.items() if got[k] != v}
+            raise ValueError(f"{path}: run noise={r['noise']:g} T={r['iters']} was made with other "
+                             f"settings (theirs, now): {diff}")
+    evals = {(e["noise"], e["iters"], e["ensemble"]): {k: v for k, v in e.items()
+                                                      if k not in ("noise", "iters", "ensemble")}
+             for e in data.get("evals", [])}
+    return {"results": results, "evals": evals}
 
 
 def _main_denoise(args, steps: int, iters: int) -> int:

@@ -261,3 +261,18 @@ def test_tune_dpir_rejects_bad_arguments(kwargs, message):
 def test_loss_name_checked():
     with pytest.raises(ValueError, match="'psnr' or 'mse'"):
         tune.dpir_loss_fn(None, 2, 2.55, loss="l1")
+
+
+def test_resume_reuses_finished_runs_and_checks_settings(tmp_path, ffdnet):
+    settings = dict(steps=2, crop=32, batch=2, lr=0.03, seed=0, loss="psnr", quantize=True,
+                    remat=False, average_from=0.5)
+    run = {"noise": 7.65, "iters": 2, "sigma": [0.1, 0.03], "mu": [0.01, 0.2],
+           "settings": settings}
+    path = tmp_path / "prev.json"
+    path.write_text(__import__("json").dumps({"results": [run], "evals": []}))
+    prev = tune._load_previous(path, settings)
+    out = tune.run_dpir([7.65], [2], **{k: v for k, v in settings.items() if k != "average_from"},
+                        evaluate=False, verbose=False, previous=prev)
+    assert out["results"] == [run]  # nothing re-tuned
+    with pytest.raises(ValueError, match="other settings"):
+        tune._load_previous(path, {**settings, "steps": 3})
