@@ -18,6 +18,14 @@ Three things live here:
   notebook, all forced by what we have: their noise estimator is a 3-channel DnCNN-S (BN, no
   bias) and their prior is VDN; here both are our gray DnCNN-S applied to each of the 3 channels
   (:class:`PerChannel`), and everything runs on the CPU instead of CUDA.
+* :class:`TorchFFDNet` -- FFDNet (``dynpnp_jax.zoo.ffdnet``): MatConvNet ``vl_nnSubP`` packing,
+  a constant noise-level channel, conv+ReLU stack, unpacking; odd sizes replicate-padded and
+  cropped back. Weights copied from the converted Flax variables.
+* :func:`torch_dpir` -- the ``dpir`` mode of ``restore`` (known blur) in eager PyTorch: the exact
+  FFT x-step ``(K^T K + rho I)^{-1} (K^T y + rho v)`` with ``torch.fft`` and the kernel centred at
+  ``(kh // 2, kw // 2)`` (``Blur.normal_solve``), the prior ``FFDNet(x, sigma_t)``, DPIR's
+  sigma/rho schedule (``dynpnp_jax.dpir_schedule``), optional x8 self-ensemble (iteration t sees
+  the (t mod 8)-th flip/rotation).
 """
 from __future__ import annotations
 
@@ -224,3 +232,148 @@ def notebook_luminance(v_next: np.ndarray) -> np.ndarray:
 
     ar = np.clip(v_next * 255, 0, 255).astype(np.uint8).transpose(1, 2, 0)
     return np.asarray(Image.fromarray(ar).convert("L"), np.float32) / 255.0
+
+
+# ------------------------------------------------------------------------------ FFDNet + DPIR
+def ffdnet_pack(x: torch.Tensor) -> torch.Tensor:
+    """NCHW (even H, W) -> (B, 4C, H/2, W/2) in MatConvNet ``vl_nnSubP`` order: channel
+    ``4c + i`` holds pixels ``(2y + r, 2x + q)`` with ``i = r + 2q`` (row offset fastest; NOT
+    ``pixel_unshuffle``'s order)."""
+    b, c, h, w = x.shape
+    z = x.reshape(b, c, h // 2, 2, w // 2, 2)  # (b, c, y, r, x, q)
+    return z.permute(0, 1, 5, 3, 2, 4).reshape(b, 4 * c, h // 2, w // 2)  # (b, c, q, r, y, x)
+
+
+def ffdnet_unpack(z: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`ffdnet_pack`: (B, 4C, h, w) -> (B, C, 2h, 2w)."""
+    b, c4, h, w = z.shape
+    c = c4 // 4
+    x = z.reshape(b, c, 2, 2, h, w).permute(0, 1, 4, 3, 5, 2)  # (b, c, y, r, x, q)
+    return x.reshape(b, c, 2 * h, 2 * w)
+
+
+class TorchFFDNet(nn.Module):
+    """FFDNet: ``forward(x, sigma)`` -> the denoised image (NCHW), ``sigma`` on the [0, 1] scale,
+    a scalar or one value per image. A 1-channel network given C channels runs on each channel
+    (channels folded into the batch, the image's sigma repeated), like ``Network.apply``."""
+
+    def __init__(self, channels: int = 1, features: int = 64, depth: int = 15):
+        super().__init__()
+        self.channels = channels
+        chans = [4 * channels + 1] + [features] * (depth - 1) + [4 * channels]
+        self.convs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=True)
+                                   for i in range(depth))
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        if s.numel() not in (1, b):
+            raise ValueError(f"sigma: expected a scalar or {b} values, got {s.numel()}")
+        s = s.expand(b)
+        if c != self.channels:
+            if self.channels != 1:
+                raise ValueError(f"network takes {self.channels} channels, got {c}")
+            out = self.forward(x.reshape(b * c, 1, h, w), s.repeat_interleave(c))
+            return out.reshape(b, c, h, w)
+        hp, wp = h + h % 2, w + w % 2
+        if (hp, wp) != (h, w):  # replicate the last row / column, as the authors' demos
+            x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+        smap = s.reshape(b, 1, 1, 1).expand(b, 1, hp // 2, wp // 2)
+        z = torch.cat([ffdnet_pack(x), smap], dim=1)
+        for i, conv in enumerate(self.convs):
+            z = conv(z)
+            if i < len(self.convs) - 1:
+                z = F.relu(z)
+        return ffdnet_unpack(z)[:, :, :h, :w]
+
+    @classmethod
+    def from_flax(cls, network) -> "TorchFFDNet":
+        """Build from a :class:`dynpnp_jax.Network` of an FFDNet (or its ``variables``)."""
+        variables = getattr(network, "variables", network)
+        params = variables["params"]
+        depth = len([k for k in params if k.startswith("conv")])
+        k0 = np.asarray(params["conv0"]["kernel"])  # HWIO
+        net = cls(channels=(k0.shape[2] - 1) // 4, features=k0.shape[3], depth=depth)
+        with torch.no_grad():
+            for i, conv in enumerate(net.convs):
+                kernel = np.asarray(params[f"conv{i}"]["kernel"], np.float32)
+                conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))))
+                conv.bias.copy_(torch.from_numpy(np.asarray(params[f"conv{i}"]["bias"], np.float32)))
+        return net.eval()
+
+
+def augment_nchw(x: torch.Tensor, mode: int) -> torch.Tensor:
+    """DPIR's ``augment_img_tensor4``: the ``mode``-th (0..7) flip/rotation of an NCHW batch."""
+    if mode == 0:
+        return x
+    if mode == 2:
+        return x.flip([2])
+    k = {1: 1, 3: 3, 4: 2, 5: 1, 6: 2, 7: 3}[mode]
+    out = x.rot90(k, [2, 3])
+    return out.flip([2]) if mode in (1, 4, 7) else out
+
+
+def augment_nchw_inverse(mode: int) -> int:
+    """The mode undoing :func:`augment_nchw`'s ``mode``."""
+    return {3: 5, 5: 3}.get(mode, mode)
+
+
+def psf2otf(k: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """rfft2 transfer function (B, 1, H, W//2+1) of the circular convolution with ``k`` (B, kh,
+    kw), the kernel centre ``(kh // 2, kw // 2)`` moved to the origin (``Blur``'s convention)."""
+    b, kh, kw = k.shape
+    big = torch.zeros((b, h, w), dtype=k.dtype, device=k.device)
+    big[:, :kh, :kw] = k
+    big = torch.roll(big, (-(kh // 2), -(kw // 2)), dims=(1, 2))
+    return torch.fft.rfft2(big)[:, None]
+
+
+@torch.no_grad()
+def torch_dpir(net: nn.Module, y: torch.Tensor, k, iters: int = 8, noise_level: float | None = None,
+               *, sigmas: Sequence[float] | None = None, rhos: Sequence[float] | None = None,
+               ensemble: bool = False) -> torch.Tensor:
+    """``restore(params, y, make_config('dpir', iters, noise_level=...))`` with
+    ``params = {'prior': FFDNet, 'A': Blur.from_kernel(k, ...)}``, in eager PyTorch.
+
+    Args:
+      net: a :class:`TorchFFDNet` (any ``net(x, sigma)`` returning the denoised image).
+      y: blurred noisy NCHW batch, float32.
+      k: blur kernel(s), ``(kh, kw)`` or ``(B, kh, kw)`` (numpy or torch).
+      iters: number of iterations.
+      noise_level: noise std of ``y`` on the [0, 1] scale; builds the schedule with
+        ``dynpnp_jax.dpir_schedule`` unless ``sigmas`` and ``rhos`` are given (a bench worker
+        passes them so that it need not import JAX).
+      ensemble: x8 self-ensemble, iteration t on the (t mod 8)-th flip/rotation.
+
+    Returns:
+      the restored batch, NCHW, clipped to [0, 1].
+
+    Per iteration: ``x = irfft2(rfft2(K^T y + rho v) / (|K|^2 + rho))`` (``K^T y`` computed once,
+    in the image domain, as ``Blur.adjoint``), ``v = net(x, sigma_t)``; ``x_0 = v_0 = y``.
+    """
+    if sigmas is None or rhos is None:
+        if noise_level is None:
+            raise ValueError("give noise_level, or both sigmas and rhos")
+        from dynpnp_jax import dpir_schedule
+
+        sigmas, rhos = dpir_schedule(int(iters), noise_level)
+    sigmas = [float(np.float32(s)) for s in sigmas]  # restore's numbers are float32
+    rhos = [float(np.float32(r)) for r in rhos]
+    if len(sigmas) != iters or len(rhos) != iters:
+        raise ValueError(f"expected {iters} sigmas and rhos, got {len(sigmas)} and {len(rhos)}")
+    b, c, h, w = y.shape
+    kt = torch.as_tensor(np.asarray(k, np.float32), device=y.device)
+    if kt.ndim == 2:
+        kt = kt[None]
+    otf = psf2otf(kt, h, w)  # (1 or B, 1, H, W//2+1)
+    den = otf.real ** 2 + otf.imag ** 2
+    aty = torch.fft.irfft2(torch.fft.rfft2(y) * otf.conj(), s=(h, w))  # K^T y
+    x = v = y
+    for t, (sigma, rho) in enumerate(zip(sigmas, rhos)):
+        x = torch.fft.irfft2(torch.fft.rfft2(aty + rho * v) / (den + rho), s=(h, w))
+        if ensemble:
+            m = t % 8
+            v = augment_nchw(net(augment_nchw(x, m), sigma), augment_nchw_inverse(m))
+        else:
+            v = net(x, sigma)
+    return v.clamp(0.0, 1.0)
