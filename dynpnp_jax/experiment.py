@@ -298,6 +298,11 @@ def _split_noise(args, notes: list) -> tuple[list | None, str | None]:
         if bad:
             raise UsageError(f"--noise: noise levels are >= 0 on the 8-bit scale (e.g. 2.55 "
                              f"7.65), got {bad}. Fix: pass levels as on 0..255 images.")
+        small = [v for v, n in zip(values, nums) if 0 < n < 1]
+        if small:
+            notes.append(f"--noise {' '.join(small)}: noise levels are on the 8-bit scale "
+                         f"({small[0]} means {small[0]}/255 on [0, 1] images); for DPIR's "
+                         f"2.55/255 pass 2.55")
         return [int(n) if n.is_integer() else n for n in nums], args.noise_net
     if len(values) == 1 and args.noise_net is None:
         notes.append("--noise NAME names the noise estimator g; prefer --noise-net NAME "

@@ -416,6 +416,8 @@ def test_resolve_known_degradations(crops, tmp_path):
     exp = resolve("--task", "inpaint", "--iters", "4")
     assert [exp.key(c) for c in exp.conditions] == ["random:0.5|0"]
     assert exp.methods["dpir"]["random:0.5|0"]["iters"] == 4 and "interp" in exp.methods
+    exp = resolve("--task", "deblur", "--kernel", "gauss:1.6", "--noise", "0.01")
+    assert any("0.01 means 0.01/255" in n for n in exp.notes)  # a [0, 1]-scale slip is named
     exp = resolve("--noise", "dncnn-b-gray", "--prior", "dncnn-b-gray")  # the old meaning
     assert exp.networks["25"] == ("dncnn-b-gray", "dncnn-b-gray")
     assert any("--noise-net" in n for n in exp.notes)
