@@ -12,10 +12,10 @@ solver's methods, as config methods ``{'mode': NAME}``:
   (noise and variance in the same [0, 1] units: the noise-to-signal power ratio of white noise
   and a white signal of the observed variance); the kernel is centred as ``operators.Blur`` centres
   it (``(kh // 2, kw // 2)``);
-* ``bicubic`` -- super-resolution: cubic (B-spline, ``scipy.ndimage.map_coordinates``)
-  up-sampling of y on the degradation's grid: the degradation keeps pixels ``[0::s, 0::s]``, so
-  HR pixel (i, j) sits at LR coordinate (i / s, j / s). (MATLAB's ``imresize`` assumes pixel
-  centres and would be shifted by (s - 1) / 2 HR pixels against this degradation.)
+* ``bicubic`` -- super-resolution: Keys bicubic up-sampling (MATLAB ``imresize``'s cubic) on
+  the degradation's own grid, ``operators.Downsample.initial`` (the ``dpir`` solver's start):
+  for the DPIR bicubic kernels that is ``imresize(y, s)``; for a centred kernel the grid is
+  shifted by (s - 1) / 2 HR pixels, as DPIR's ``shift_pixel`` does;
 * ``interp`` -- inpainting: the missing pixels linearly interpolated from the observed ones
   (Delaunay, ``scipy.interpolate.griddata``), nearest observed value outside their hull.
 """
@@ -56,16 +56,14 @@ def _wiener(problem) -> np.ndarray:
 
 
 def _bicubic(problem) -> np.ndarray:
-    from scipy import ndimage
+    import jax.numpy as jnp
+
+    from .operators import Downsample
 
     s = int(problem.meta["scale"])
-    y = np.asarray(problem.y, np.float64)
-    h, w, c = y.shape
-    # HR pixel (i, j) was sampled from LR (i / s, j / s): the degradation keeps [0::s, 0::s]
-    rows, cols = np.meshgrid(np.arange(h * s) / s, np.arange(w * s) / s, indexing="ij")
-    out = np.stack([ndimage.map_coordinates(y[..., ch], [rows, cols], order=3, mode="nearest")
-                    for ch in range(c)], axis=-1)
-    return out.astype(np.float32)
+    y = np.asarray(problem.y, np.float32)
+    op = Downsample.from_kernel(np.asarray(problem.meta["kernel"], np.float32), s, 1)
+    return np.asarray(op.initial(jnp.asarray(y)[None]))[0].astype(np.float32)
 
 
 def _interp(problem) -> np.ndarray:

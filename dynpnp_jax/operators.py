@@ -512,6 +512,31 @@ class Downsample(_Base):
     def deviation(self) -> Array:
         return _kernel_deviation(self.k)
 
+    def initial(self, y: Array) -> Array:
+        """Bicubic up-sampling of ``y`` on the degradation's own grid: the solver's start (DPIR
+        starts SR from bicubic up-sampling) and the ``bicubic`` baseline.
+
+        LR pixel ``j`` is the blurred HR image at ``s j - d``, with ``d`` the kernel's centroid
+        minus its centre ``(kh//2, kw//2)`` per axis (the DPIR bicubic kernels: ``d = -(s-1)/2``,
+        MATLAB ``imresize``'s pixel-centre grid; a centred Gaussian: ``d = 0``, the grid DPIR's
+        ``shift_pixel`` restores). Keys cubic (a = -0.5, MATLAB's) via
+        ``jax.image.scale_and_translate``."""
+        _check_images(y, "y")
+        b, h, w, c = y.shape
+        s = self.factor
+        kh, kw = self.k.shape[1:]
+        k = jnp.broadcast_to(self.k, (b, kh, kw)).astype(jnp.float32)
+        mass = jnp.maximum(jnp.sum(k, axis=(1, 2)), 1e-12)
+        dy = jnp.sum(k * jnp.arange(kh)[None, :, None], axis=(1, 2)) / mass - kh // 2
+        dx = jnp.sum(k * jnp.arange(kw)[None, None, :], axis=(1, 2)) / mass - kw // 2
+
+        def one(img, ty, tx):
+            return jax.image.scale_and_translate(
+                img, (h * s, w * s, c), (0, 1), jnp.array([s, s], jnp.float32),
+                jnp.stack([ty, tx]).astype(jnp.float32), method="cubic", antialias=False)
+
+        return jax.vmap(one)(y.astype(jnp.float32), 0.5 - s / 2 - dy, 0.5 - s / 2 - dx)
+
     @classmethod
     def init(cls, shape, factor: int = 2, kernel_size=5) -> "Downsample":
         """Plain decimation (delta kernel) by ``factor`` for HR images of ``shape``."""

@@ -89,6 +89,8 @@ class Config:
     calib_crop: int = struct.field(pytree_node=False, default=4096)
     calib_grid: int = struct.field(pytree_node=False, default=5)
     calib_size: int = struct.field(pytree_node=False, default=0)
+    calib_criterion: str = struct.field(pytree_node=False, default="likelihood")
+    calib_margin: float = struct.field(pytree_node=False, default=0.0)
     delta: Any = 0.01
     mu: Any = 0.1
     alpha: Any = 1e-5
@@ -228,7 +230,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                 kernel_size: int = 5, cg_iters: int = 3, a_input: str = "x",
                 keep_images: bool = True, clip_output: bool = True, ensemble: bool = False,
                 stop_tol: float = 0.0, calib_stages=None, calib_iters: int = 4,
-                calib_crop: int = 4096, calib_grid: int = 5, calib_size: int = 0) -> Config:
+                calib_crop: int = 4096, calib_grid: int = 5, calib_size: int = 0,
+                calib_criterion: str = "likelihood", calib_margin: Optional[float] = None) -> Config:
     """Build a validated :class:`Config`.
 
     Args:
@@ -251,12 +254,20 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
       clip_output: clip the result to [0, 1].
       ensemble: x8 geometric self-ensemble of the prior (iteration t sees the (t mod 8)-th
         flip/rotation and is transformed back), as DPIR's ``x8``.
-      calib_stages, calib_iters, calib_crop, calib_grid, calib_size: ``calibrated`` mode (kernel
-        self-calibration, :mod:`dynpnp_jax.calibration`): the search stages
-        (``((param, values or 'refine'), ...)``, default from the given kernel), the iterations
-        and centre-crop size of each candidate's cheap run (default: the whole image, whose
-        circular model is exact; a crop is cheaper but biased), the grid size of the stages, and
-        the support of the calibrated kernel (0: from the given kernel).
+      calib_criterion, calib_margin, calib_stages, calib_grid, calib_size, calib_iters,
+        calib_crop: ``calibrated`` mode (kernel self-calibration, :mod:`dynpnp_jax.calibration`).
+        ``calib_criterion``: ``'likelihood'`` (default: each candidate kernel scored by the
+        marginal likelihood of ``y`` with the image integrated out under a Gaussian power-law
+        prior, :func:`~dynpnp_jax.calibration.likelihood_score`; no network runs) or
+        ``'sparsity'`` (each candidate runs a cheap DPIR loop, ``calib_iters`` iterations on a
+        ``calib_crop`` centre crop -- default the whole image -- scored by gradient sparsity plus
+        a discrepancy penalty; 6-9x the cost of ``dpir`` and measured worse, RESULTS.md).
+        ``calib_margin``: the given kernel is kept unless the chosen one lowers the criterion by
+        more than this (likelihood: nats per pixel; default
+        :data:`~dynpnp_jax.calibration.LIKELIHOOD_MARGIN`, set on training images; sparsity: 0).
+        ``calib_stages``: ``((param, values or 'refine'), ...)``, default from the given kernel
+        (:func:`~dynpnp_jax.calibration.default_stages`); ``calib_grid``: points of each stage;
+        ``calib_size``: the support of the calibrated kernel (0: from the given kernel).
       stop_tol: per-image stopping rule: an image whose relative change
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
@@ -310,6 +321,16 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
             raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
     if calib_stages is not None:
         calib_stages = _check_stages(calib_stages)
+    if calib_criterion not in ("likelihood", "sparsity"):
+        raise ValueError(f"calib_criterion must be 'likelihood' or 'sparsity', got "
+                         f"{calib_criterion!r}")
+    if calib_margin is None:
+        from .calibration import LIKELIHOOD_MARGIN
+        calib_margin = LIKELIHOOD_MARGIN if calib_criterion == "likelihood" else 0.0
+    if (isinstance(calib_margin, bool) or not isinstance(calib_margin, (int, float, np.floating))
+            or not np.isfinite(calib_margin) or calib_margin < 0):
+        raise ValueError(f"calib_margin must be a finite number >= 0 (0: take any improvement), "
+                         f"got {calib_margin!r}")
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
         raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
     cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
@@ -319,7 +340,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                  stop=not is_concrete(stop_tol) or float(np.asarray(stop_tol)) > 0,
                  calib_stages=calib_stages or (), calib_iters=int(calib_iters),
                  calib_crop=int(calib_crop), calib_grid=int(calib_grid),
-                 calib_size=int(calib_size),
+                 calib_size=int(calib_size), calib_criterion=calib_criterion,
+                 calib_margin=float(calib_margin),
                  delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
                  tol=stop_tol, noise=0.0 if noise_level is None else noise_level)
     return cfg.normalized()
@@ -362,8 +384,10 @@ class Trajectory(NamedTuple):
         ``Downsample``): the calibrated or A-stepped kernel.
       kernel_err: relative RMS distance of the kernel to the true one per iteration, ``(T, B)``,
         when ``restore(..., true_A=...)`` is given.
-      calib: the calibrated family parameters per image (``{'scale', 'angle', 'width'}``,
-        ``calibrated`` mode).
+      calib: ``calibrated`` mode, per image: the chosen family parameters ``scale``, ``angle``,
+        ``width`` (the given kernel: 1, 0, 0), ``gain`` (how much the criterion improved on the
+        given kernel; 0 when kept) and ``kept`` (True when the given kernel was kept because no
+        candidate beat it by more than ``calib_margin``).
     """
 
     x: Optional[jax.Array]
@@ -460,20 +484,15 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
 
     def score(theta):
         kern = kernels_for(theta)
+        if cfg.calib_criterion == "likelihood":
+            return cal.likelihood_score(y, kern, jnp.square(cfg.noise))
         opc = Blur(k=kern)
         out, _ = _restore({"prior": prior, "A": opc}, y_c, coarse, None)
         return cal.calibration_score(opc(out) - y_c, out, var_n, margin)
 
-    theta = {"scale": jnp.ones((b,)), "angle": jnp.zeros((b,)), "width": jnp.zeros((b,))}
-    for param, values in cfg.calib_stages:
-        if values == "refine":
-            vals = cal.refine_values(param, theta[param], cfg.calib_grid)
-        else:
-            vals = jnp.broadcast_to(jnp.asarray(values, jnp.float32), (b, len(values)))
-        scores = jax.vmap(lambda v: score({**theta, param: v}), in_axes=1)(vals)  # (G, B)
-        best = jnp.argmin(scores, axis=0)
-        theta = {**theta, param: vals[jnp.arange(b), best]}
-    return Blur(k=kernels_for(theta)), theta
+    theta = cal.search(score, b, cfg.calib_stages, cfg.calib_grid, cfg.calib_margin,
+                       sequential=cfg.calib_criterion == "likelihood")
+    return Blur(k=kernels_for({p: theta[p] for p in cal.PARAMS})), theta
 
 
 def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array],
@@ -589,13 +608,17 @@ def _resolve_calibration(params: dict, cfg: Config) -> Config:
         kk = np.asarray(k, np.float64)
         c = (kk.shape[1] // 2, kk.shape[2] // 2)
         delta = np.allclose(kk[:, c[0], c[1]], 1.0, atol=1e-6)
-        stages = default_stages(delta, cfg.calib_grid)
+        stages = default_stages(delta, cfg.calib_grid, cfg.calib_criterion)
     size = cfg.calib_size
+    kmax = max(k.shape[1:])
+    if size and size < kmax:
+        raise ValueError(f"calib_size={size} is smaller than the given kernel ({k.shape[1]}x"
+                         f"{k.shape[2]}): the calibrated kernel's support must hold it. Fix: "
+                         f"calib_size >= {kmax + 1 - kmax % 2} (or 0: from the given kernel and "
+                         f"the scales searched)")
     if not size:
-        widest = max((max(v) if v != "refine" else 1.0) for p, v in stages if p == "scale") \
-            if any(p == "scale" for p, _ in stages) else 1.0
-        size = max(25, int(np.ceil(max(k.shape[1:]) * widest * 1.15)))
-        size += 1 - size % 2
+        from .calibration import support_size
+        size = support_size(k.shape[1:], stages)
     return cfg.replace(calib_stages=stages, calib_size=int(size))
 
 

@@ -437,3 +437,55 @@ def test_imresize_errors():
         resize.imresize(x, output_shape=(4,))
     with pytest.raises(ValueError, match=r"^img: expected a numeric \(H, W\) or \(H, W, C\) image.*x\[0\]"):
         resize.imresize(np.zeros((1, 8, 8, 1)), 2)
+
+
+def test_sr_scores_colour_on_the_8bit_luminance():
+    """SR tables (IRCNN, DPIR's PSNR_Y) score colour on KAIR's rounded 8-bit Y, border = scale;
+    deblurring keeps RGB."""
+    from dynpnp_jax import metrics
+    from dynpnp_jax.data.degradations import Dpir, luminance_uint8
+
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 256, (20, 22, 3), dtype=np.uint8)
+    out = np.clip(ref.astype(int) + rng.integers(-6, 7, ref.shape), 0, 255).astype(np.uint8)
+    y = luminance_uint8(ref)
+    want = np.round(np.dot(ref.astype(np.float64), [65.481, 128.553, 24.966]) / 255.0 + 16.0)
+    assert y.shape == (20, 22, 1) and y.dtype == np.uint8
+    np.testing.assert_array_equal(y[..., 0], want.astype(np.uint8))
+    b = 3
+    got = Dpir(task="sr").metrics(out, ref, border=b)["psnr"]
+    y_ref, y_out = luminance_uint8(ref)[b:-b, b:-b], luminance_uint8(out)[b:-b, b:-b]
+    mse = np.mean((y_out.astype(np.float64) - y_ref) ** 2)
+    assert got == pytest.approx(10 * np.log10(255.0 ** 2 / mse), abs=1e-4)
+    rgb = float(np.asarray(metrics.psnr(out[None, b:-b, b:-b], ref[None, b:-b, b:-b], data_range=255.0))[0])
+    assert abs(got - rgb) > 0.5  # the luminance averages the channel errors: a different score
+    assert Dpir(task="deblur").metrics(out, ref)["psnr"] == pytest.approx(
+        float(np.asarray(metrics.psnr(out[None], ref[None], data_range=255.0))[0]), abs=1e-4)
+    with pytest.raises(ValueError, match="image"):
+        luminance_uint8(ref.astype(np.float32))
+
+
+def test_downsample_initial_is_bicubic_on_the_degradations_grid():
+    """SR starts from bicubic up-sampling aligned with the kernel: for DPIR's bicubic kernels it
+    is MATLAB imresize(y, s); for a centred Gaussian it is shifted by (s - 1) / 2 px, as DPIR's
+    shift_pixel does, and then fits the truth better than the unshifted imresize."""
+    from conftest import require_shared
+
+    from dynpnp_jax import kernels
+
+    require_shared("data", "kernels", "kernels_bicubicx234.mat")
+    x = _smooth(48, 48).astype(np.float32)
+    for s in (2, 3):
+        op = ops.Downsample.from_kernel(kernels.bicubic(s), s, 1)
+        y = np.asarray(op(jnp.asarray(x)[None, :, :, None]))
+        up = np.asarray(op.initial(jnp.asarray(y)))[0, :, :, 0]
+        want = resize.imresize(y[0, :, :, 0], s)
+        assert up.shape == x.shape
+        assert np.abs(up - want)[4:-4, 4:-4].max() < 2e-3
+        g = ops.Downsample.from_kernel(kernels.gaussian(1.0, size=9), s, 1)
+        yg = np.asarray(g(jnp.asarray(x)[None, :, :, None]))
+        aligned = np.asarray(g.initial(jnp.asarray(yg)))[0, :, :, 0]
+        plain = resize.imresize(yg[0, :, :, 0], s)
+        m = 3 * s
+        err = lambda a: np.mean((a - x)[m:-m, m:-m] ** 2)  # noqa: E731
+        assert err(aligned) < 0.5 * err(plain), (s, err(aligned), err(plain))

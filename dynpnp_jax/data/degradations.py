@@ -15,7 +15,9 @@ level (deblurring), a scale, a kernel and a noise level (SR), a mask and a noise
   * output ``uint8(round(clip(x, 0, 1) * 255))``; PSNR on the whole image (border 0).
 ``sr`` (``main_dpir_sisr.py``, classical degradation): ``gt = modcrop(img, scale)``; the same
   uint8 convolution, then ``[0::scale, 0::scale]``; the same noise; ``operators.Downsample``.
-  PSNR and SSIM without a border of ``scale`` pixels (DPIR's ``border = sf``).
+  PSNR and SSIM without a border of ``scale`` pixels (DPIR's ``border = sf``), on the 8-bit
+  luminance (``luminance_uint8``: KAIR's ``rgb2ycbcr(only_y=True)``) for colour images, as SR
+  tables (IRCNN, DPIR's ``PSNR_Y``) report them.
 ``inpaint``: ``gt`` as it is; a mask ``m`` (1 = observed): ``random:P`` drops each pixel with
   probability P (``np.random.seed(1)`` per image, so the mask does not depend on the noise), or a
   mask image (white = observed); ``y = m * (gt / 255 + N(0, noise / 255))`` with the noise drawn
@@ -35,7 +37,8 @@ import numpy as np
 
 from .protocols import Problem, Protocol, Standard, _check_uint8, _example_key
 
-__all__ = ["Degradation", "Dpir", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop"]
+__all__ = ["Degradation", "Dpir", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop",
+           "luminance_uint8"]
 
 TASKS = ("deblur", "sr", "inpaint")
 # task -> default kernels / scales / masks / noise levels, and the DPIR solver settings
@@ -54,6 +57,16 @@ class Degradation(NamedTuple):
     kernel: str | None = None         # deblur, sr
     scale: int = 1                    # sr
     mask: str | None = None           # inpaint
+
+
+def luminance_uint8(img: np.ndarray) -> np.ndarray:
+    """The 8-bit Y channel of an RGB uint8 image, as KAIR's ``rgb2ycbcr(img, only_y=True)``
+    computes it for SR scores: ``round(16 + (65.481 R + 128.553 G + 24.966 B) / 255)`` on 0..255
+    values, (H, W, 1) uint8."""
+    from .. import resize
+
+    img = _check_uint8("image", img)
+    return np.uint8(np.round(resize.rgb2ycbcr_y(img).astype(np.float64) * 255.0))[..., None]
 
 
 def modcrop(img: np.ndarray, m: int) -> np.ndarray:
@@ -139,7 +152,8 @@ class Dpir(Protocol):
     description: str = ("DPIR scripts: gt modcropped (8, or the SR scale), degraded on the uint8 "
                         "image by scipy.ndimage.convolve(mode='wrap') (uint8 out), /255 + "
                         "Gaussian noise after np.random.seed(0) per image and degradation; output "
-                        "rounded to 8 bits; PSNR (border: SR scale, else 0) + Gaussian SSIM")
+                        "rounded to 8 bits; PSNR (border: SR scale, else 0; SR colour: 8-bit Y "
+                        "channel) + Gaussian SSIM")
     task: str = "deblur"
     condition_name: str = "degradation"
     kernel_table: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -233,6 +247,8 @@ class Dpir(Protocol):
         if border:
             output, clean = output[border:-border, border:-border], clean[border:-border,
                                                                           border:-border]
+        if self.task == "sr" and np.ndim(output) == 3 and np.shape(output)[-1] == 3:
+            output, clean = luminance_uint8(output), luminance_uint8(clean)
         return Standard().metrics(output, clean)
 
     def evaluate(self, output_float, meta: dict) -> dict | None:
