@@ -23,10 +23,17 @@ exits with status 1. Bad arguments exit with status 2 before anything runs.
 
 The JAX persistent compilation cache (``paths.cache_dir()/xla``) is on, so a second run skips
 most compilation; ``--no-compile-cache`` or ``DYNPNP_NO_COMPILE_CACHE=1`` turn it off.
+
+Each batch is spread over the process's local devices (padded to a multiple of their number;
+the padding is never scored). In a JAX multi-process job (``--coordinator HOST:PORT
+--num-processes N --process-id I``, a SLURM step, ``--distributed on`` on a Cloud TPU pod: see
+:mod:`dynpnp_jax.distributed`) batch j is restored by process j mod N and process 0 gathers the
+per-image results and writes the one report; the numbers do not depend on N.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -173,9 +180,12 @@ def _stack_params(extras: list[dict]) -> dict:
 
 
 def _restore_chunk(dp, params, problems, chunk, cfg, rot):
-    """(outputs, curves, errors) of one batch; a non-finite batch is rerun image by image, so
-    only the images that diverge fail (``restore`` raises FloatingPointError for them)."""
-    from .sharding import shard_batch, unshard
+    """(outputs, curves, errors) of one batch, as host arrays; a non-finite batch is rerun
+    image by image, so only the images that diverge fail (``restore`` raises
+    FloatingPointError for them). The batch is spread over this process's devices, padded to a
+    multiple of their number by repeating its last image (and that image's operator); the
+    padding is cut off here, so it is never scored."""
+    from .sharding import pad_leaves, shard_batch, unshard
     from .validation import to_landscape
 
     y = np.stack([to_landscape(problems[i].y, rot) for i in chunk]).astype(np.float32)
@@ -187,6 +197,7 @@ def _restore_chunk(dp, params, problems, chunk, cfg, rot):
     try:
         ys, pad = shard_batch(y)
         cs = shard_batch(clean)[0] if clean is not None else None
+        extra, true_a = pad_leaves((extra, true_a), len(chunk), pad)
         out, traj = dp.restore({**params, **extra}, ys, cfg, clean=cs, true_A=true_a)
     except FloatingPointError as err:
         if len(chunk) == 1:
@@ -201,6 +212,7 @@ def _restore_chunk(dp, params, problems, chunk, cfg, rot):
     out = unshard(out, pad)
     psnr = (unshard(np.swapaxes(np.asarray(traj.psnr), 0, 1), pad)
             if traj.psnr is not None else None)
+    del traj  # the rest of the trajectory is not reported
     return ([to_landscape(o, rot, inverse=True) for o in out],
             [p.tolist() for p in psnr] if psnr is not None else [None] * len(chunk),
             [None] * len(chunk))
@@ -241,9 +253,16 @@ def _set_kernel_given(exp, spec: str) -> None:
                 kw["kernel_given"] = spec
 
 
-def _run_method(params: dict, problems: list, kw: dict, batch: int, desc: str):
-    """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
-    errors of one method on ``problems``."""
+def _plan(problems: list, kw: dict, batch: int):
+    """How one method runs on ``problems``: ``(problems, mode, cfg, batches)``, the problems
+    with the operators the method is told, the solver config (None for a baseline) and the
+    batches ``[(rotated, [image index, ...])]``: images of one shape (and operator structure),
+    ``batch`` at a time, in a fixed order. The batches do not depend on the number of processes
+    or devices, so neither do the numbers.
+
+    The solver keeps no per-iteration images (``keep_images=False``) unless the method's
+    settings ask for them: no plot of the report uses them, and they cost T times the batch's
+    memory."""
     kw = dict(kw)
     given = kw.pop("kernel_given", None)
     if given is not None or kw.get("mode") == "calibrated":
@@ -255,51 +274,197 @@ def _run_method(params: dict, problems: list, kw: dict, batch: int, desc: str):
             "A": Blur.from_kernel(k, 1) if k is not None else p.params_extra["A"]})
             for p in problems]
     if kw["mode"] in BASELINE_MODES:
-        from .baselines import run_baseline
-
-        n = len(problems)
-        return [run_baseline(kw["mode"], p) for p in problems], [None] * n, [None] * n
+        return problems, kw["mode"], None, [(False, [i]) for i in range(len(problems))]
     import dynpnp_jax as dp
-    from tqdm.auto import tqdm
 
     from .validation import needs_landscape
 
-    cfg = dp.make_config(**kw)
+    cfg = dp.make_config(**{"keep_images": False, **kw})
     groups = defaultdict(list)
     for i, p in enumerate(problems):
         rot = needs_landscape(p.y.shape, mode=cfg.mode, a_step=cfg.a_step)
         shape = p.y.shape[1::-1] + p.y.shape[2:] if rot else p.y.shape
         groups[(shape, rot, _params_key(p.params_extra))].append(i)
-    n = len(problems)
-    outputs, curves, errors = [None] * n, [None] * n, [None] * n
-    with tqdm(total=n, desc=desc, leave=False) as bar:
-        for (_, rot, _), idx in groups.items():
-            for s in range(0, len(idx), batch):
-                chunk = idx[s:s + batch]
-                outs, crvs, errs = _restore_chunk(dp, params, problems, chunk, cfg, rot)
-                for j, i in enumerate(chunk):
-                    outputs[i], curves[i], errors[i] = outs[j], crvs[j], errs[j]
-                bar.update(len(chunk))
-    return outputs, curves, errors
+    batches = [(rot, idx[s:s + batch]) for (_, rot, _), idx in groups.items()
+               for s in range(0, len(idx), batch)]
+    return problems, kw["mode"], cfg, batches
 
 
-def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
-    """Runs ``exp`` writing into ``out_dir``; returns (results, number of failed images)."""
-    from . import data, report
+def _run_batch(params: dict, problems: list, mode: str, cfg, rot: bool, chunk: list):
+    """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
+    errors of one batch."""
+    if cfg is None:
+        from .baselines import run_baseline
+
+        return [run_baseline(mode, problems[i]) for i in chunk], [None] * len(chunk), \
+            [None] * len(chunk)
+    import dynpnp_jax as dp
+
+    return _restore_chunk(dp, params, problems, chunk, cfg, rot)
+
+
+def _score(proto, prob, out, curve, error) -> tuple[dict, str | None]:
+    """The per-image entry of results.json, and the failure message (None if scored)."""
+    from . import data
+
+    try:
+        if error is not None:
+            raise data.NonFiniteOutput(error)
+        scores = proto.evaluate(out, prob.meta)
+        status = "ok" if scores is not None else "no reference"
+    except data.NonFiniteOutput as err:
+        scores, status, error = None, "non-finite", str(err)
+    return {"psnr": scores and scores["psnr"], "ssim": scores and scores["ssim"],
+            "psnr_per_iter": curve, "status": status}, error
+
+
+def _image_path(out_dir: Path, method: str, name: str, ckey: str) -> Path:
+    from .report import safe_name
+
+    return out_dir / "images" / method / f"{safe_name(name)}_{safe_name(ckey)}.png"
+
+
+def _run_step(exp: Experiment, cluster, params: dict, problems: list, method: str, ckey: str,
+              kw: dict, stream: str, desc: str, out_dir: Path | None, counts: list):
+    """One method on one condition's problems, this process's share of the batches (batch
+    ``j`` is process ``j mod N``'s). Each image is scored where it was restored; process 0
+    gathers the entries and returns ``({image index: (entry, failure)}, output of image 0)``,
+    the other processes None."""
+    from tqdm.auto import tqdm
+
+    from . import report
+
+    problems, mode, cfg, batches = _plan(problems, kw, exp.batch)
+    mine = [b for j, b in enumerate(batches) if cluster.owns(j)]
+    records: dict[int, tuple] = {}
+
+    def take(pid, items):
+        for i, entry, error, png in items:
+            if i in records:
+                raise RunError(f"method {method!r}, image {problems[i].name!r}: restored twice "
+                               f"(by process {pid} and another); every image must be restored "
+                               f"exactly once")
+            records[i] = (entry, error)
+            counts[pid] += 1
+            if png is not None:
+                path = _image_path(out_dir, method, problems[i].name, ckey)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(png)
+        cluster.progress()
+
+    first = None
+    with tqdm(total=sum(len(c) for _, c in mine), desc=desc, leave=False,
+              disable=not cluster.is_main) as bar:
+        for rot, chunk in mine:
+            cluster.check()  # another process failed: stop here
+            outs, curves, errors = _run_batch(params, problems, mode, cfg, rot, chunk)
+            items = []
+            for i, out, curve, error in zip(chunk, outs, curves, errors):
+                entry, error = _score(exp.protocol, problems[i], out, curve, error)
+                png = None
+                if exp.save_images and out is not None and entry["status"] != "non-finite":
+                    if cluster.is_main:
+                        report.save_png(_image_path(out_dir, method, problems[i].name, ckey),
+                                        out)
+                    else:
+                        png = report.png_bytes(out)
+                if i == 0:
+                    first = out  # the examples figure shows image 0 (always process 0's)
+                items.append((i, entry, error, png))
+            del outs
+            if cluster.is_main:
+                take(0, items)
+                cluster.collect(stream, take, block=False)
+            else:
+                cluster.send(stream, items)
+            bar.update(len(chunk))
+    if not cluster.is_main:
+        cluster.close(stream)
+        return None
+    cluster.collect(stream, take, block=True)
+    missing = [problems[i].name for i in range(len(problems)) if i not in records]
+    if missing:
+        raise RunError(f"method {method!r}: image(s) {missing} were restored by no process")
+    return records, first
+
+
+def _fingerprint(exp: Experiment) -> dict:
+    """What every process of a job must agree on (the files by name and size, not path)."""
+    files = []
+    for item in exp.source.items:
+        for f in (item.image, item.blur, item.sharp):
+            if f is not None:
+                files.append((item.name, f.name, f.stat().st_size if f.exists() else None))
+    fields = {"dataset": exp.dataset, "files": files, "limit": exp.limit,
+              "protocol": exp.protocol.name, "task": exp.task,
+              "conditions": [exp.key(c) for c in exp.conditions], "networks": exp.networks,
+              "methods": exp.methods, "weights": exp.weights, "batch": exp.batch,
+              "tile": exp.tile, "save_images": exp.save_images}
+    return {k: json.dumps(v, sort_keys=True, default=repr) for k, v in fields.items()}
+
+
+def _check_same(hellos: list[dict]) -> None:
+    ref = hellos[0]["experiment"]
+    for pid, hello in enumerate(hellos[1:], start=1):
+        diff = [k for k in ref if hello["experiment"].get(k) != ref[k]]
+        if diff:
+            raise RunError(f"process {pid} resolved a different experiment than process 0 "
+                           f"(differs in: {', '.join(diff)}). Fix: start every process with "
+                           f"the same arguments (only --process-id differs) and the same data "
+                           f"files.")
+
+
+def run(exp: Experiment, out_dir: Path | None, cluster=None) -> tuple[dict | None, int]:
+    """Runs ``exp`` writing into ``out_dir``; returns (results, number of failed images).
+
+    ``cluster`` (a :class:`dynpnp_jax.distributed.Cluster` from
+    ``dynpnp_jax.distributed.initialize``; default: this process alone) splits the batches over
+    the job's processes; every process calls ``run`` with the same experiment, process 0
+    gathers the results and writes the report into its ``out_dir`` (the others' is unused and
+    may be None) and returns them; the others return ``(None, number of failed images)``. A
+    failure on any process stops them all (DistributedError names the process)."""
+    from .distributed import local
+
+    cluster = cluster or local()
+    cluster.begin("eval")
+    try:
+        return _run(exp, out_dir, cluster)
+    except BaseException as err:
+        cluster.fail(str(err) or type(err).__name__)
+        raise
+
+
+def _run(exp: Experiment, out_dir: Path | None, cluster) -> tuple[dict | None, int]:
+    import jax
+
+    from . import report
 
     t_all = time.time()
+    main = cluster.is_main
+    hellos = cluster.share("hello", {"experiment": _fingerprint(exp),
+                                     "devices": jax.local_device_count()})
+    if main:
+        _check_same(hellos)
+    # process 0 fills the caches (prepared dataset, converted weights) before the others read
+    # them: on a shared file system they would otherwise write the same files at once
+    if not main:
+        cluster.receive("prepared")
     examples = _load_examples(exp)
     solver_used = any(kw["mode"] not in BASELINE_MODES
                       for per in exp.methods.values() for kw in per.values())
     nets = _load_networks(exp) if solver_used else {}
+    if main:
+        cluster.publish("prepared")
     channels = {nets[(p, exp.weights)].channels for p, _ in exp.networks.values()} if nets else ()
     conversions = {}
     if len(channels) == 1:
         examples, conversions = _channels_rule(examples, channels.pop())
     proto = exp.protocol
-    results = report.new_results(exp, n_images=len(examples), conversions=conversions)
+    results = (report.new_results(exp, n_images=len(examples), conversions=conversions)
+               if main else None)
     rows, failures, figure = [], [], {}
-    for cond in exp.conditions:
+    counts = [0] * cluster.num_processes
+    for ci, cond in enumerate(exp.conditions):
         ckey = exp.key(cond)
         prior, noise = exp.networks[ckey]
         params = {"prior": nets[(prior, exp.weights)]} if nets else {}
@@ -311,45 +476,44 @@ def run(exp: Experiment, out_dir: Path) -> tuple[dict, int]:
                 problems.append(proto.problem(ex, cond))
             except ValueError as err:
                 raise RunError(f"protocol {proto.name!r}, image {ex.get('name')!r}: {err}") from err
-        for method, per_cond in exp.methods.items():
+        for mi, (method, per_cond) in enumerate(exp.methods.items()):
             kw = per_cond[ckey]
             t0 = time.time()
+            label = f"{method} {proto.condition_label(cond)}"
             try:
-                outs, curves, errors = _run_method(params, problems, kw, exp.batch,
-                                                   desc=f"{method} {proto.condition_label(cond)}")
+                step = _run_step(exp, cluster, params, problems, method, ckey, kw,
+                                 f"c{ci}-m{mi}", label, out_dir, counts)
             except ValueError as err:  # restore's input checks (sizes, channels)
                 raise RunError(f"method {method!r} ({proto.condition_label(cond)}): {err}") from err
+            if not main:
+                continue
+            records, first = step
             elapsed = time.time() - t0
             per_image = {}
-            for prob, out, curve, error in zip(problems, outs, curves, errors):
-                try:
-                    if error is not None:
-                        raise data.NonFiniteOutput(error)
-                    scores = proto.evaluate(out, prob.meta)
-                    status = "ok" if scores is not None else "no reference"
-                except data.NonFiniteOutput as err:
-                    scores, status = None, "non-finite"
+            for i, prob in enumerate(problems):
+                entry, error = records[i]
+                if error is not None:
                     failures.append({"method": method, "condition": ckey, "image": prob.name,
-                                     "error": str(err)})
-                per_image[prob.name] = {"psnr": scores and scores["psnr"],
-                                        "ssim": scores and scores["ssim"],
-                                        "psnr_per_iter": curve, "status": status}
-                rows.append([method, ckey, prob.name, per_image[prob.name]["psnr"],
-                             per_image[prob.name]["ssim"], status])
-                if exp.save_images and out is not None and status != "non-finite":
-                    report.save_png(out_dir / "images" / method /
-                                    f"{report.safe_name(prob.name)}_{report.safe_name(ckey)}.png",
-                                    out)
+                                     "error": error})
+                per_image[prob.name] = entry
+                rows.append([method, ckey, prob.name, entry["psnr"], entry["ssim"],
+                             entry["status"]])
             results["methods"].setdefault(method, {})[ckey] = report.summarize(per_image, elapsed)
             results["config"].setdefault(method, {})[ckey] = kw
-            if cond == exp.conditions[0] and problems:
-                figure[method] = outs[0]
-        if cond == exp.conditions[0] and problems:
+            if ci == 0 and problems:
+                figure[method] = first
+        if ci == 0 and problems and main:
             figure["_input"], figure["_clean"] = problems[0].y, problems[0].clean
             figure["_meta"] = problems[0].meta
+    if not main:
+        return None, cluster.receive("done")
     results["failures"] = failures
+    results["processes"] = {"count": cluster.num_processes,
+                            "local_devices": [h["devices"] for h in hellos],
+                            "images_restored": counts}
     results["seconds_total"] = time.time() - t_all
     report.write_all(results, rows, figure, out_dir)
+    cluster.publish("done", len(failures))
     return results, len(failures)
 
 
@@ -371,6 +535,28 @@ def _nonneg_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: no tiling), got {value}")
+    return value
+
+
+def _process_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected this process's number (an integer 0 to "
+                                         f"N-1), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected this process's number, 0 to N-1, got "
+                                         f"{value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number > 0), got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
     return value
 
 
@@ -438,36 +624,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not use JAX's persistent compilation cache (also: "
                         "DYNPNP_NO_COMPILE_CACHE=1)")
+    g = p.add_argument_group(
+        "many processes (hosts)",
+        "Join a JAX multi-process job (jax.distributed.initialize): the batches are split over "
+        "the processes and their local devices, process 0 writes the one report. Joined when "
+        "these flags (or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID) are "
+        "given, or inside a SLURM step / Open MPI launch / GKE TPU slice of several tasks.")
+    g.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
+                   help="auto (default): join when the flags or the environment describe a "
+                        "multi-process job; on: also let JAX detect it (a Cloud TPU VM pod "
+                        "slice); off: always run alone")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address and a free port, the same on every process")
+    g.add_argument("--num-processes", type=_positive_int, default=None, metavar="N",
+                   help="the number of processes of the job")
+    g.add_argument("--process-id", type=_process_id, default=None, metavar="I",
+                   help="this process's number, 0 to N-1 (0 writes the report)")
+    g.add_argument("--distributed-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="how long a process waits for the others to connect, or for a "
+                        "process to finish a batch, before the job fails (default 1800)")
     return p
+
+
+def _stop(cluster, parser, status: int, message: str):
+    """Ends the run: status 2 a usage error, 1 a run failure. In a multi-process job the others
+    are told first, and this process exits at once (waiting for JAX's orderly shutdown could
+    wait on a process that is mid-batch)."""
+    cluster.fail(message)
+    if not cluster.distributed:
+        if status == 2:
+            parser.error(message)
+        raise SystemExit(f"error: {message}")
+    if status == 2:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    cluster.acknowledge()
+    cluster.linger(min(cluster.timeout_s, 60.0))  # process 0: until the others have said why
+    os._exit(status)
 
 
 def main(argv=None) -> int:
     """The CLI. Exit status: 0 done, 1 a run failure (unreadable data, missing weights, a
-    non-finite output), 2 a bad argument or config (nothing written)."""
+    non-finite output, another process of the job failed), 2 a bad argument or config (nothing
+    written)."""
+    from . import distributed
+
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # checked before anything connects or runs
+        timeout = args.distributed_timeout or distributed.DEFAULT_TIMEOUT_S
+        how = distributed.settings(args.coordinator, args.num_processes, args.process_id,
+                                   mode=args.distributed, timeout_s=timeout)
+    except ValueError as err:
+        parser.error(str(err))
     try:
-        exp = resolve(args)
+        cluster = distributed.initialize(config=how)
+    except distributed.DistributedError as err:
+        raise SystemExit(f"error: {err}") from None
+    try:
+        exp = resolve(args, check_output=cluster.is_main)
         if args.kernel_given is not None:
             _set_kernel_given(exp, args.kernel_given)
     except UsageError as err:
-        parser.error(str(err))
-    for note in exp.notes:
-        print(f"note: {note}", file=sys.stderr)
+        _stop(cluster, parser, 2, str(err))
+    if cluster.is_main:
+        for note in exp.notes:
+            print(f"note: {note}", file=sys.stderr)
     if exp.compile_cache:
         enable_compilation_cache()
     from . import report
 
-    staging = _Staging(exp.out, exp.overwrite)
     try:
-        with staging as tmp:
-            results, n_failed = run(exp, tmp)
-            staging.commit()
+        if cluster.is_main:
+            staging = _Staging(exp.out, exp.overwrite)
+            with staging as tmp:
+                results, n_failed = run(exp, tmp, cluster)
+                staging.commit()
+        else:
+            results, n_failed = run(exp, None, cluster)
     except UsageError as err:
-        parser.error(str(err))
-    except RunError as err:
-        raise SystemExit(f"error: {err}") from None
+        _stop(cluster, parser, 2, str(err))
+    except (RunError, distributed.DistributedError) as err:
+        _stop(cluster, parser, 1, str(err))
+    if not cluster.is_main:
+        print(f"process {cluster.process_id} of {cluster.num_processes}: done, its results are "
+              f"in process 0's report", file=sys.stderr)
+        if n_failed:
+            raise SystemExit(f"error: {n_failed} restored image(s) were not finite and were "
+                             f"not scored (see process 0's report)")
+        return 0
     print(report.markdown_table(results))
     print(f"\nwrote {exp.out}/ ({', '.join(report.FILES)})")
     if n_failed:

@@ -497,10 +497,11 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
     return methods
 
 
-def resolve(args) -> Experiment:
+def resolve(args, *, check_output: bool = True) -> Experiment:
     """The validated experiment of CLI ``args``; raises :class:`UsageError`. Reads the config
     and lists the dataset's files; writes nothing (a public test set missing locally may be
-    downloaded into the cache)."""
+    downloaded into the cache). ``check_output=False`` skips the ``--out`` checks (the
+    processes of a multi-process job other than 0 write no report)."""
     from . import data
 
     notes: list[str] = []
@@ -557,7 +558,8 @@ def resolve(args) -> Experiment:
     reference = data.reference_status(source)
 
     out = Path(args.out).expanduser() if args.out else default_out(dataset)
-    check_out(out, args.overwrite)
+    if check_output:
+        check_out(out, args.overwrite)
     return Experiment(
         dataset=dataset, source=source, reference=reference, config_name=config_name,
         protocol=protocol, conditions=conditions, networks=networks, methods=methods,

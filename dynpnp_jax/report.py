@@ -13,7 +13,9 @@ and calls :func:`write_all`. Every number here comes from the protocol's ``evalu
 image failed --, ``n_scored``, ``n_images``, ``n_failed``, ``psnr_per_iter_mean``, ``seconds``,
 ``per_image``), ``config`` (the solver settings run), ``data`` (files, whether they are the
 published set, the bit-depth and gray rules, conversions done), ``published`` (+ whether shown),
-``failures``, ``notes``, ``versions``, ``command``, ``seconds_total``.
+``failures``, ``notes``, ``versions``, ``command``, ``seconds_total``, ``processes`` (the
+job's process count, each process's local device count and how many (image, method,
+condition) restorations each did; one process: ``count`` 1).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FILES", "new_results", "summarize", "write_all", "markdown_table", "save_png",
-           "safe_name", "plot_convergence", "plot_examples", "versions", "groups", "group_means"]
+           "png_bytes", "safe_name", "plot_convergence", "plot_examples", "versions", "groups", "group_means"]
 
 FILES = ("results.json", "results.csv", "results.md", "convergence.png", "examples.png")
 
@@ -231,13 +233,26 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "_"
 
 
-def save_png(path: Path, img: np.ndarray) -> None:
-    """An [0, 1] float image as an 8-bit PNG (clipped, rounded)."""
+def png_bytes(img: np.ndarray) -> bytes:
+    """The bytes :func:`save_png` writes (for a process that sends the file to another)."""
+    import io
+
+    buf = io.BytesIO()
+    _png_image(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_image(img: np.ndarray):
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     u8 = np.uint8(np.round(np.clip(img, 0, 1) * 255))
-    Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
+    return Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8)
+
+
+def save_png(path: Path, img: np.ndarray) -> None:
+    """An [0, 1] float image as an 8-bit PNG (clipped, rounded)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _png_image(img).save(path, format="PNG")
 
 
 # ------------------------------------------------------------------------------ plots

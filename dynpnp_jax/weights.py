@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -193,23 +194,37 @@ def _cache_path(spec: WeightSpec, key: str) -> Path:
     return paths.cache_dir() / "weights" / f"{spec.name}-{key[:16]}"
 
 
-def _save(tree: Any, where: Path, meta: dict) -> None:
+def _checkpointer():
+    """An orbax checkpointer for this process's own cache. In a multi-process job (see
+    :mod:`dynpnp_jax.distributed`) every process reads and writes its cache alone, so orbax's
+    cross-process barriers (device collectives over all processes) are turned off."""
+    import jax
     import orbax.checkpoint as ocp
 
-    tmp = where.with_name(where.name + ".tmp")
+    if jax.process_count() == 1:
+        return ocp.PyTreeCheckpointer()
+    me = jax.process_index()
+    opts = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=opts),
+                            multiprocessing_options=opts)
+
+
+def _save(tree: Any, where: Path, meta: dict, replace: bool = False) -> None:
+    tmp = where.with_name(f"{where.name}.tmp-{os.getpid()}")  # processes may convert at once
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ckptr = ocp.PyTreeCheckpointer()
+    ckptr = _checkpointer()
     ckptr.save((tmp / "variables").absolute(), tree)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    if (where / "meta.json").is_file() and not replace:  # another process converted it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     shutil.rmtree(where, ignore_errors=True)
     tmp.rename(where)
 
 
 def _restore(where: Path) -> Any:
-    import orbax.checkpoint as ocp
-
-    tree = ocp.PyTreeCheckpointer().restore((where / "variables").absolute())
+    tree = _checkpointer().restore((where / "variables").absolute())
     return _to_numpy(tree)
 
 
@@ -241,7 +256,7 @@ def convert(name: str, path: str | Path | None = None, *, download: bool = True,
     variables = _to_numpy(variables)
     spec.network(variables).check_structure()  # shapes match model.init
     _save(variables, where, {"name": spec.name, "key": key,
-                             "files": {k: str(v) for k, v in files.items()}})
+                             "files": {k: str(v) for k, v in files.items()}}, replace=force)
     return where
 
 

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 SCRIPT = textwrap.dedent("""
     import os
@@ -28,4 +29,41 @@ SCRIPT = textwrap.dedent("""
 
 def test_sharded_batch_matches_single_device():
     res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
+OPERATORS = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np
+    import dynpnp_jax as dp
+    from dynpnp_jax import eval as ev
+    from dynpnp_jax.data.protocols import Problem
+    from dynpnp_jax.operators import Blur
+    from dynpnp_jax.zoo import DnCNN
+    m = DnCNN(depth=3, channels=1, features=8)
+    v = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+    net = dp.Network(module=m, variables=v, kind="residual", channels=1, name="tiny")
+    rs = np.random.RandomState(0)
+    probs = []
+    for i in range(3):  # one kernel per image, 3 images on 4 devices: padded with image 2's
+        k = np.zeros((5, 5), np.float32)
+        k[2, 1 + i] = 1.0
+        probs.append(Problem(f"p{i}", rs.uniform(0, 1, (16, 24, 1)).astype(np.float32), None,
+                             {}, {"A": Blur.from_kernel(k, 1)}))
+    cfg = dp.make_config("dpir", iters=2, sigma=0.05, mu=0.1, keep_images=False)
+    outs, curves, errors = ev._restore_chunk(dp, {"prior": net}, probs, [0, 1, 2], cfg, False)
+    assert len(outs) == 3 and errors == [None] * 3
+    for p, out in zip(probs, outs):
+        ref, _ = dp.restore({"prior": net, **p.params_extra}, p.y[None], cfg)
+        np.testing.assert_allclose(out, np.asarray(ref)[0], atol=1e-5)
+    print("OK")
+""")
+
+
+def test_per_image_operators_are_padded_with_the_batch():
+    """A deblurring batch (one kernel per image) on 4 devices: the operators are padded as the
+    images are, and each image is restored as alone on one device."""
+    res = subprocess.run([sys.executable, "-c", OPERATORS], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
