@@ -1,4 +1,4 @@
-"""Known degradations, the DPIR way: deblurring, super-resolution and inpainting with FFDNet as
+r"""Known degradations, the DPIR way: deblurring, super-resolution and inpainting with FFDNet as
 the plug-and-play prior (``dpir`` protocol and solver mode; ALGORITHM.md section 5).
 
     python -m dynpnp_jax.eval --task deblur --dataset set3c --kernel levin --noise 2.55 7.65
@@ -7,10 +7,16 @@ the plug-and-play prior (``dpir`` protocol and solver mode; ALGORITHM.md section
 
 ``dpir``: the solver's ``dpir`` mode with the known operator fixed (``params['A']``): DPIR's
 schedule (sigma from 49/255 down to the noise level, rho_t), T = 8 for deblurring and
-inpainting, 24 for SR, with the x8 self-ensemble as DPIR's scripts run it. The prior is FFDNet
-(gray or colour after the data): DPIR's own DRUNet weights are not used here. Baselines: the
-degraded input, Wiener deconvolution (deblur), bicubic up-sampling (SR), linear interpolation
-(inpainting).
+inpainting, 24 for SR, with the x8 self-ensemble as DPIR's scripts run it. ``dpir-tuned``
+(deblurring, only when named): the same with the schedule of ``configs/dpir_tuned.py``, tuned on
+training crops for noise 2.55 / 7.65 and T = 8 / 4::
+
+    python -m dynpnp_jax.eval --task deblur --dataset set3g --kernel levin --noise 2.55 7.65 \
+        --method dpir dpir-tuned --iters 4
+
+The prior is FFDNet (gray or colour after the data): DPIR's own DRUNet weights are not used
+here. Baselines: the degraded input, Wiener deconvolution (deblur), bicubic up-sampling (SR),
+linear interpolation (inpainting).
 """
 
 
@@ -28,6 +34,11 @@ def get_config() -> dict:
             # deblurring only: the kernel re-chosen inside the loop (--kernel-given: what the
             # solver is told; dynpnp_jax.calibration)
             "calibrated": {"mode": "calibrated", "ensemble": True},
+            # deblurring only, run when named (--method dpir-tuned): the same loop with the
+            # per-iteration sigma and rho tuned by gradient on training crops
+            # (configs/dpir_tuned.py, made by python -m dynpnp_jax.tune --task dpir), picked for
+            # the condition's noise level and T (--iters); other (noise, T) pairs are refused
+            "dpir-tuned": {"mode": "dpir", "ensemble": True, "schedule": "dpir_tuned"},
         },
         "batch": 4,
     }

@@ -7,7 +7,13 @@ Produced by:
 
     python -m dynpnp_jax.tune --task dpir --noise 2.55 7.65 --iters 8 4 --steps 200 --crop 128 --batch 3 --val-every 50 --write-config configs/dpir_tuned.py --out results/tune_dpir.json
 
-Training: noise 2.55 T=8: 31.6 min, peak RSS 604 MiB, tune-val PSNR 27.43 -> 27.53, noise 2.55 T=4: 16.4 min, peak RSS 604 MiB, tune-val PSNR 27.18 -> 27.56, noise 7.65 T=8: 30.8 min, peak RSS 642 MiB, tune-val PSNR 25.12 -> 25.22.
+(run in two parts: the first three schedules by that command, stopped during 7.65 T=4; then that
+one alone with the same settings, ``... --noise 7.65 --iters 4 --steps 200 --crop 128 --batch 3
+--val-every 50 --no-eval``; every (noise, T) run seeds its own generator, so the parts equal one
+run of the command. Tuning is without the x8 self-ensemble; the CLI method ``dpir-tuned`` of
+``configs/dpir.py`` runs these schedules with it.)
+
+Training: noise 2.55 T=8: 31.6 min, peak RSS 604 MiB, tune-val PSNR 27.43 -> 27.53, noise 2.55 T=4: 16.4 min, peak RSS 604 MiB, tune-val PSNR 27.18 -> 27.56, noise 7.65 T=8: 30.8 min, peak RSS 642 MiB, tune-val PSNR 25.12 -> 25.22, noise 7.65 T=4: 20.0 min, peak RSS 556 MiB, tune-val PSNR 25.05 -> 25.28.
 """
 from __future__ import annotations
 
@@ -24,6 +30,10 @@ TUNED = {
     (7.65, 8): {
         "sigma": [0.25124, 0.155701, 0.124108, 0.0925103, 0.0728667, 0.0536387, 0.0387808, 0.0244277],
         "mu": [0.00343577, 0.00829048, 0.0149402, 0.0225271, 0.037578, 0.0674158, 0.123744, 0.196086],
+    },
+    (7.65, 4): {
+        "sigma": [0.220546, 0.106077, 0.0569741, 0.0251346],
+        "mu": [0.00292216, 0.0158573, 0.0508938, 0.193196],
     },
 }
 

@@ -22,7 +22,8 @@ from typing import Any
 from .baselines import BASELINES
 
 __all__ = ["Experiment", "UsageError", "resolve", "load_config", "check_config", "method_kwargs",
-           "with_iters", "CONFIG_KEYS", "BASELINE_MODES", "TASKS"]
+           "with_iters", "tuned_schedule", "CONFIG_KEYS", "BASELINE_MODES", "SCHEDULE_TASKS",
+           "TASKS"]
 
 # Config keys: required ones first.
 CONFIG_KEYS = {
@@ -204,6 +205,46 @@ def method_kwargs(spec: dict, condition) -> tuple[dict, str | None]:
         raise UsageError(f"a method keyed by sigma ({sorted(spec)}) cannot run condition "
                          f"{condition!r}. Fix: give that method one setting with 'mode'.") from err
     return dict(spec[nearest]), f"no setting for {condition}; using the one of {nearest}"
+
+
+# Tasks a method with a tuned schedule ('schedule' in its spec) applies to: the schedules of
+# configs/dpir_tuned.py are tuned for deblurring.
+SCHEDULE_TASKS = ("deblur",)
+
+
+def tuned_schedule(kw: dict, condition, where: str) -> dict:
+    """``kw`` (a ``dpir``-mode method's kwargs, with ``iters`` and ``noise_level`` already set)
+    with its ``'schedule'`` -- the name of a config module in ``configs/`` holding tuned schedules
+    (``TUNED`` and ``get_config(noise, iters)``, e.g. ``dpir_tuned``) -- replaced by that module's
+    per-iteration ``sigma`` and ``mu`` for the condition's noise level and T."""
+    kw = dict(kw)
+    name = kw.pop("schedule")
+    if kw.get("mode") != "dpir":
+        raise UsageError(f"{where}: 'schedule' is for mode 'dpir', got mode {kw.get('mode')!r}. "
+                         f"Fix: remove 'schedule' or use mode 'dpir'.")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise UsageError(f"{where}: 'schedule' must name a module in configs/ (e.g. "
+                         f"'dpir_tuned'), got {name!r}.")
+    _configs_package()
+    try:
+        module = importlib.import_module(f"dynpnp_jax.configs.{name}")
+    except ImportError as err:
+        raise UsageError(f"{where}: schedule {name!r}: no module configs/{name}.py ({err}). Fix: "
+                         f"e.g. 'schedule': 'dpir_tuned'.") from err
+    noise = float(getattr(condition, "noise", kw.get("noise_level", 0) * 255))
+    iters = int(kw.get("iters", 8))
+    tuned = getattr(module, "TUNED", {})
+    key = next((k for k in tuned if math.isclose(float(k[0]), noise, abs_tol=1e-6)
+                and int(k[1]) == iters), None)
+    if key is None:
+        have = ", ".join(f"noise {n:g} T={t}" for n, t in sorted(tuned)) or "none"
+        raise UsageError(f"{where}: configs/{name}.py has no schedule for noise {noise:g}, "
+                         f"T={iters}; it has {have}. Fix: pick those --noise / --iters, or tune "
+                         f"one (python -m dynpnp_jax.tune --task dpir --noise {noise:g} --iters "
+                         f"{iters}; see the command in configs/{name}.py).")
+    vals = module.get_config(key[0], key[1])
+    kw.update(sigma=list(vals["sigma"]), mu=list(vals["mu"]))
+    return kw
 
 
 def with_iters(kw: dict, iters: int) -> dict:
@@ -454,7 +495,8 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
     applicable = {m for m, spec in cfg["methods"].items()
                   if (spec.get("mode") not in BASELINE_MODES
                       or protocol.task in BASELINE_MODES[spec["mode"]])
-                  and (spec.get("mode") != "calibrated" or protocol.task == "deblur")}
+                  and (spec.get("mode") != "calibrated" or protocol.task == "deblur")
+                  and ("schedule" not in spec or protocol.task in SCHEDULE_TASKS)}
     if args.method:
         wanted = args.method
         unknown = [m for m in wanted if m not in cfg["methods"]]
@@ -463,12 +505,16 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
                              f"{list(cfg['methods'])}. Fix: pick from those.")
         odd = [m for m in wanted if m not in applicable]
         if odd:
+            spec = cfg["methods"][odd[0]]
+            tasks = (SCHEDULE_TASKS if "schedule" in spec else
+                     BASELINE_MODES.get(spec.get("mode"), ("deblur",)))
             raise UsageError(f"--method {' '.join(odd)}: does not apply to task "
-                             f"{protocol.task!r} (it is for "
-                             f"{', '.join(BASELINE_MODES[cfg['methods'][odd[0]]['mode']])}). Fix: "
+                             f"{protocol.task!r} (it is for {', '.join(tasks)}). Fix: "
                              f"pick from {[m for m in cfg['methods'] if m in applicable]}.")
-    else:  # calibrated (6-9x the cost of dpir) runs by default only with --kernel-given
+    else:  # calibrated (6-9x the cost of dpir) runs by default only with --kernel-given; a
+        # tuned schedule (one more full dpir run) only when named
         wanted = [m for m in cfg["methods"] if m in applicable
+                  and "schedule" not in cfg["methods"][m]
                   and (cfg["methods"][m].get("mode") != "calibrated"
                        or getattr(args, "kernel_given", None) is not None)]
     unique = list(dict.fromkeys(wanted))
@@ -486,6 +532,8 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
                 kw = {**protocol.solver_defaults(c), **kw}
             if args.iters is not None and kw.get("mode") not in ("prior", *BASELINE_MODES):
                 kw = with_iters(kw, args.iters)
+            if "schedule" in kw:
+                kw = tuned_schedule(kw, c, f"{config_name}: method {m!r}")
             if kw.get("mode") not in BASELINE_MODES:
                 try:
                     make_config(**kw)

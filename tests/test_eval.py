@@ -440,6 +440,58 @@ def test_cli_dpir_solver(gray_crops, tmp_path):
     assert len(list((out / "images" / "dpir").glob("*.png"))) == 2
 
 
+def test_resolve_tuned_schedule_method(tmp_path):
+    """``dpir-tuned`` (configs/dpir.py) takes configs/dpir_tuned.py's schedule for the
+    condition's noise level and T (--iters); it runs only when named, only for deblurring, and
+    a (noise, T) without a tuned schedule is refused with the fix."""
+    require_shared("data", "set3g")
+    from configs import dpir_tuned
+    from dynpnp_jax import experiment
+
+    def resolve(*argv):
+        args = ev.build_parser().parse_args(["--dataset", "set3g", "--out", str(tmp_path / "o"),
+                                             "--task", "deblur", "--kernel", "levin:1", *argv])
+        return experiment.resolve(args)
+
+    assert "dpir-tuned" not in resolve("--noise", "2.55").methods  # not by default
+    for noise, iters in dpir_tuned.TUNED:
+        exp = resolve("--noise", str(noise), "--iters", str(iters), "--method", "dpir",
+                      "dpir-tuned")
+        key = f"levin:1|{noise:g}"
+        kw = exp.methods["dpir-tuned"][key]
+        assert kw == {**dpir_tuned.get_config(noise, iters, ensemble=True),
+                      "noise_level": pytest.approx(noise / 255)}
+        assert {k: v for k, v in kw.items() if k not in ("sigma", "mu")} == exp.methods["dpir"][key]
+    with pytest.raises(experiment.UsageError, match=r"no schedule for noise 5, T=8.*Fix:.*tune"):
+        resolve("--noise", "5", "--method", "dpir-tuned")
+    with pytest.raises(experiment.UsageError, match="no schedule for noise 2.55, T=3"):
+        resolve("--noise", "2.55", "--iters", "3", "--method", "dpir-tuned")
+    args = ev.build_parser().parse_args(["--dataset", "set3g", "--out", str(tmp_path / "o"),
+                                         "--task", "sr", "--method", "dpir-tuned"])
+    with pytest.raises(experiment.UsageError, match="does not apply to task 'sr'.*deblur"):
+        experiment.resolve(args)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # converts FFDNet, compiles the x8 ensemble
+def test_cli_dpir_tuned_method(gray_crops, tmp_path):
+    """The tuned schedule through the CLI on two crops: the config's values reach the solver."""
+    require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
+    from configs import dpir_tuned
+
+    out = tmp_path / "out"
+    ev.main(["--task", "deblur", "--dataset", "folder", "--data-dir", str(gray_crops),
+             "--kernel", "gauss:1.6,15", "--noise", "2.55", "--iters", "4", "--method", "input",
+             "dpir-tuned", "--out", str(out), "--no-compile-cache"])
+    res = json.loads((out / "results.json").read_text())
+    key = "gauss:1.6,15|2.55"
+    want = dpir_tuned.get_config(2.55, 4, ensemble=True)
+    assert res["config"]["dpir-tuned"][key] == {**want, "noise_level": pytest.approx(0.01)}
+    tuned, inp = res["methods"]["dpir-tuned"][key], res["methods"]["input"][key]
+    assert len(tuned["psnr_per_iter_mean"]) == 4 and np.all(np.isfinite(tuned["psnr_per_iter_mean"]))
+    assert tuned["psnr"] > inp["psnr"]  # it deblurs
+
+
 BAD_DEGRADATIONS = [
     (["--task", "sr", "--mask", "random:0.5"], "--mask random:0.5: --mask is for --task inpaint"),
     (["--task", "deblur", "--kernel", "nonsense"], "--kernel nonsense: .*unknown kernel"),
