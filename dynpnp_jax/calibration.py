@@ -145,7 +145,7 @@ def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Arra
               else jnp.maximum(jnp.log(ratio) - jnp.log1p(TAU), 0.0))
     return jnp.log(l1 / jnp.maximum(l2, 1e-12)) + GAMMA * excess
 # ------------------------------------------------------------------------------ marginal likelihood
-LIKELIHOOD_MARGIN = 0.0  # nats per pixel; set on training images (tune_margin), see RESULTS.md
+LIKELIHOOD_MARGIN = 0.0031  # nats per pixel: the equal-error threshold on training images (main)
 QUANT_VAR = 1.0 / (12.0 * 255.0 ** 2)  # 8-bit rounding of the observation, as a noise variance
 ALPHA_RANGE = (0.2, 3.0)  # the image spectrum's exponent a (natural images: about 1)
 NEWTON_STEPS = 12
@@ -384,6 +384,16 @@ def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle"
     return {"right": right, "wrong": wrong_gain}
 
 
+def equal_error_margin(right, wrong) -> float:
+    """The margin at which the fraction of right kernels moved (gain > margin) equals the
+    fraction of wrong kernels kept (gain <= margin)."""
+    right, wrong = np.sort(np.asarray(right, np.float64)), np.sort(np.asarray(wrong, np.float64))
+    cands = np.unique(np.concatenate([right, wrong, [0.0]]))
+    moved = 1.0 - np.searchsorted(right, cands, side="right") / len(right)
+    kept = np.searchsorted(wrong, cands, side="right") / len(wrong)
+    return float(cands[int(np.argmin(np.abs(moved - kept)))])
+
+
 def main(argv=None) -> int:
     """``python -m dynpnp_jax.calibration``: the likelihood margin from training images."""
     import argparse
@@ -392,7 +402,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dynpnp_jax.calibration", description=main.__doc__)
     p.add_argument("--noise", type=float, nargs="+", default=[2.55, 7.65])
     p.add_argument("--limit", type=int, default=0, help="first N training images (0: all)")
-    p.add_argument("--quantile", type=float, default=0.95)
+    p.add_argument("--quantile", type=float, default=None,
+                   help="set the margin at this quantile of the right-kernel gains instead of "
+                        "the equal-error threshold")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from . import kernels
@@ -403,9 +415,13 @@ def main(argv=None) -> int:
     kerns = kernels.kernels12()
     st = margin_statistics(imgs, kerns, args.noise)
     right = np.asarray(st["right"])
-    margin = float(np.quantile(right, args.quantile))
+    if args.quantile is not None:
+        margin, rule = float(np.quantile(right, args.quantile)), f"quantile {args.quantile}"
+    else:
+        margin, rule = equal_error_margin(right, np.asarray(st["wrong"]["scale=1.25"])), \
+            "equal error rate: right kernels moved = wrong (scale 1.25) kernels kept"
     summary = {"images": len(imgs), "kernels": len(kerns), "noise": args.noise,
-               "quantile": args.quantile, "margin": margin,
+               "rule": rule, "margin": margin,
                "right_gain": {"mean": float(right.mean()), "max": float(right.max()),
                               "kept_at_margin": float(np.mean(right <= margin))},
                "wrong_detected_at_margin": {k: float(np.mean(np.asarray(v) > margin))

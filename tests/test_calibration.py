@@ -190,3 +190,11 @@ def test_calibration_argument_errors():
     cfg = dp.make_config("calibrated", iters=1, noise_level=0.01, calib_size=9)
     with pytest.raises(ValueError, match=r"calib_size=9 is smaller than the given kernel \(25x25\)"):
         dp.restore({"prior": sigma_net(), "A": Blur.from_kernel(kernels.gaussian(1.2), 1)}, y, cfg)
+
+
+def test_equal_error_margin():
+    right = np.array([0.0, 0.001, 0.002, 0.003, 0.05])
+    wrong = np.array([0.002, 0.01, 0.02, 0.03, 0.04])
+    m = cal.equal_error_margin(right, wrong)
+    assert np.mean(right > m) == np.mean(wrong <= m) == 0.2
+    assert cal.equal_error_margin([0.0, 0.0], [1.0, 2.0]) == 0.0  # separable: nothing right moves

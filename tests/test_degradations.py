@@ -489,3 +489,21 @@ def test_downsample_initial_is_bicubic_on_the_degradations_grid():
         m = 3 * s
         err = lambda a: np.mean((a - x)[m:-m, m:-m] ** 2)  # noqa: E731
         assert err(aligned) < 0.5 * err(plain), (s, err(aligned), err(plain))
+
+
+def test_mask_initial_fills_the_holes():
+    """Inpainting starts from y with its holes filled (normalised convolution), not from zeros."""
+    x = _smooth(40, 44).astype(np.float32)[None, :, :, None]
+    m = (np.random.RandomState(0).rand(1, 40, 44, 1) > 0.6).astype(np.float32)  # 60 % missing
+    m[:, 10:20, 10:20] = 0  # and a 10 x 10 hole
+    op = ops.Mask.from_mask(m, 1)
+    y = np.asarray(op(jnp.asarray(x)))
+    x0 = np.asarray(op.initial(jnp.asarray(y)))
+    np.testing.assert_array_equal(x0[m > 0], y[m > 0])  # observed pixels kept
+    assert np.abs(x0 - x)[m == 0].max() < 0.15  # holes close to the smooth truth (10 px hole: 0.11)
+    assert np.mean((x0 - x) ** 2) < 0.01 * np.mean((y - x) ** 2)
+    full = ops.Mask.from_mask(np.ones_like(m), 1)
+    np.testing.assert_allclose(np.asarray(full.initial(jnp.asarray(x))), x)
+    # the solver starts from it
+    from dynpnp_jax import solver
+    np.testing.assert_allclose(np.asarray(solver._initial(op, jnp.asarray(y))), x0)
