@@ -25,7 +25,8 @@ def main(argv=None) -> None:
     ap.add_argument("--image", default="cameraman")
     ap.add_argument("--kernel", type=int, default=1)
     ap.add_argument("--angle", type=float, default=10.0)
-    ap.add_argument("--alpha", type=float, default=1e-5, help="the A-step size (a_step='kernel')")
+    ap.add_argument("--alpha", type=float, default=1e-6,
+                    help="the A-step size (a_step='kernel'; 1e-6: the least harmful on training images)")
     ap.add_argument("--out", type=Path, default=Path("docs/figures/calibration.png"))
     args = ap.parse_args(argv)
 
