@@ -45,20 +45,16 @@ def main(argv=None) -> None:
         ap.error(f"--kernel must be 1..8 (Levin), got {args.kernel}")
 
     import jax
-    from PIL import Image
-
     import dynpnp_jax as dj
-    from dynpnp_jax import calibration, kernels, paths
+    from dynpnp_jax import calibration, kernels
     from dynpnp_jax.operators import Blur
-    from dynpnp_jax.tune import degrade_dpir, psnr_uint8
+    from dynpnp_jax.tune import degrade_dpir, psnr_uint8, set3g_images
 
-    root = paths.data_dir()
-    f = (root / "set3g" / f"{args.image}.png") if root else None
-    if f is None or not f.is_file():
-        sys.exit(f"--image: {f} not found; set DYNPNP_DATA to shared/data or pick cameraman, "
-                 "house, lena256")
-    gt = np.asarray(Image.open(f).convert("L"))
-    gt = gt[: gt.shape[0] // 8 * 8, : gt.shape[1] // 8 * 8]
+    try:
+        gt = set3g_images()[args.image]
+    except (FileNotFoundError, KeyError) as err:
+        sys.exit(f"--image {args.image!r}: {err}; set DYNPNP_DATA to shared/data, images are "
+                 "cameraman, house, lena256")
     k = np.asarray(kernels.levin(args.kernel), np.float32)
     told = kernels.rotate(k, args.angle)
     noise = 2.55
