@@ -67,25 +67,23 @@ def _bicubic(problem) -> np.ndarray:
 
 
 def _interp(problem) -> np.ndarray:
-    from scipy.interpolate import griddata
+    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
 
     y = np.asarray(problem.y, np.float64)
     m = np.asarray(problem.meta["mask"], bool)
     if m.ndim == 3:
         m = m[..., 0]
-    h, w, c = y.shape
     known = np.argwhere(m)
     missing = np.argwhere(~m)
     out = y.copy()
     if len(missing) == 0 or len(known) == 0:
         return out.astype(np.float32)
-    for ch in range(c):
-        vals = y[m, ch]
-        lin = griddata(known, vals, missing, method="linear")
-        near = np.isnan(lin)
-        if near.any():
-            lin[near] = griddata(known, vals, missing[near], method="nearest")
-        out[missing[:, 0], missing[:, 1], ch] = lin
+    vals = y[m]  # (n_known, C): one triangulation for all channels
+    lin = LinearNDInterpolator(known, vals)(missing)
+    near = np.isnan(lin).any(axis=-1)
+    if near.any():
+        lin[near] = NearestNDInterpolator(known, vals)(missing[near])
+    out[missing[:, 0], missing[:, 1]] = lin
     return out.astype(np.float32)
 
 
