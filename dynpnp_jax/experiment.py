@@ -511,7 +511,7 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
             raise UsageError(f"--method {' '.join(odd)}: does not apply to task "
                              f"{protocol.task!r} (it is for {', '.join(tasks)}). Fix: "
                              f"pick from {[m for m in cfg['methods'] if m in applicable]}.")
-    else:  # calibrated (6-9x the cost of dpir) runs by default only with --kernel-given; a
+    else:  # calibrated (an extra dpir-sized run) runs by default only with --kernel-given; a
         # tuned schedule (one more full dpir run) only when named
         wanted = [m for m in cfg["methods"] if m in applicable
                   and "schedule" not in cfg["methods"][m]

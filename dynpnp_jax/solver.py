@@ -261,7 +261,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         prior, :func:`~dynpnp_jax.calibration.likelihood_score`; no network runs) or
         ``'sparsity'`` (each candidate runs a cheap DPIR loop, ``calib_iters`` iterations on a
         ``calib_crop`` centre crop -- default the whole image -- scored by gradient sparsity plus
-        a discrepancy penalty; 6-9x the cost of ``dpir`` and measured worse, RESULTS.md).
+        a discrepancy penalty; 9x the cost of ``dpir`` and measured worse, RESULTS.md).
         ``calib_margin``: the given kernel is kept unless the chosen one lowers the criterion by
         more than this (likelihood: nats per pixel; default
         :data:`~dynpnp_jax.calibration.LIKELIHOOD_MARGIN`, set on training images; sparsity: 0).
