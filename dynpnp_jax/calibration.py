@@ -258,7 +258,7 @@ def search(score, b: int, stages, grid: int, margin: float = 0.0, sequential: bo
     return {**theta, "gain": jnp.where(keep, 0.0, given_score - best_score), "kept": keep}
 
 
-def default_stages(given_is_delta: bool, grid: int = 9, criterion: str = "sparsity") -> tuple:
+def default_stages(given_is_delta: bool, grid: int = 9, criterion: str = "likelihood") -> tuple:
     """The stages of the search: ``((param, values), ...)``.
 
     From a delta (no kernel known) the family is a Gaussian of unknown width; otherwise the given
