@@ -30,6 +30,23 @@ from pathlib import Path
 import numpy as np
 
 
+def mismatch_problem(image: str, kernel: int, angle: float):
+    """One Set3G image blurred the ``dpir`` way by Levin kernel ``kernel`` at noise 2.55, and the
+    kernel rotated by ``angle`` degrees that the solver is told: ``(gt, k, told, y, noise)``."""
+    from dynpnp_jax import kernels
+    from dynpnp_jax.tune import degrade_dpir, set3g_images
+
+    try:
+        gt = set3g_images()[image]
+    except (FileNotFoundError, KeyError) as err:
+        sys.exit(f"--image {image!r}: {err}; set DYNPNP_DATA to shared/data, images are "
+                 "cameraman, house, lena256")
+    k = np.asarray(kernels.levin(kernel), np.float32)
+    noise = 2.55
+    y = degrade_dpir(gt, k, noise).astype(np.float32)[None, :, :, None]
+    return gt, k, kernels.rotate(k, angle), y, noise
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", default="house", help="Set3G image: cameraman, house, lena256")
@@ -46,19 +63,11 @@ def main(argv=None) -> None:
 
     import jax
     import dynpnp_jax as dj
-    from dynpnp_jax import calibration, kernels
+    from dynpnp_jax import calibration
     from dynpnp_jax.operators import Blur
-    from dynpnp_jax.tune import degrade_dpir, psnr_uint8, set3g_images
+    from dynpnp_jax.tune import psnr_uint8
 
-    try:
-        gt = set3g_images()[args.image]
-    except (FileNotFoundError, KeyError) as err:
-        sys.exit(f"--image {args.image!r}: {err}; set DYNPNP_DATA to shared/data, images are "
-                 "cameraman, house, lena256")
-    k = np.asarray(kernels.levin(args.kernel), np.float32)
-    told = kernels.rotate(k, args.angle)
-    noise = 2.55
-    y = degrade_dpir(gt, k, noise).astype(np.float32)[None, :, :, None]
+    gt, k, told, y, noise = mismatch_problem(args.image, args.kernel, args.angle)
     net = dj.load_network("ffdnet-gray")
     params = {"prior": net, "A": Blur.from_kernel(told, 1)}
     base = dict(iters=8, noise_level=noise / 255, ensemble=True, keep_images=False)

@@ -37,19 +37,12 @@ def main(argv=None) -> None:
     import matplotlib.pyplot as plt
     import dynpnp_jax as dj
     from dynpnp_jax import calibration as cal
-    from dynpnp_jax import kernels
     from dynpnp_jax.operators import Blur
-    from dynpnp_jax.tune import degrade_dpir, psnr_uint8, set3g_images
+    from dynpnp_jax.tune import psnr_uint8
 
-    try:
-        gt = set3g_images()[args.image]
-    except (FileNotFoundError, KeyError) as err:
-        sys.exit(f"--image {args.image!r}: {err}; set DYNPNP_DATA to shared/data, images are "
-                 "cameraman, house, lena256")
-    k = np.asarray(kernels.levin(args.kernel), np.float32)
-    told = kernels.rotate(k, args.angle)
-    noise = 2.55
-    y = degrade_dpir(gt, k, noise).astype(np.float32)[None, :, :, None]
+    from bench_calib import mismatch_problem  # bench/ is this script's directory
+
+    gt, k, told, y, noise = mismatch_problem(args.image, args.kernel, args.angle)
     clean = (gt / 255.0).astype(np.float32)[None, :, :, None]
     net = dj.load_network("ffdnet-gray")
     true_a = Blur.from_kernel(k, 1)

@@ -333,9 +333,17 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
     if not np.isfinite(nl) or nl < 0 or nl > 1:
         raise ValueError(f"noise_level: expected the noise std on the [0, 1] scale (0..1), got "
                          f"{noise_level!r}; fix: 2.55 / 255 for 8-bit noise 2.55")
+    margin = LIKELIHOOD_MARGIN if margin is None else float(margin)
+    if not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin: expected a finite number >= 0 (nats per pixel; 0 takes any "
+                         f"improvement), got {margin!r}; fix: leave it None for the default")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"grid: expected an integer >= 2 (points per stage), got {grid!r}")
+    if int(size) and int(size) < max(k.shape[1:]):
+        raise ValueError(f"size={size} is smaller than k_given ({k.shape[1]}x{k.shape[2]}); fix: "
+                         f"size >= {max(k.shape[1:])} or 0 (from the kernel and the scales)")
     stages = tuple(stages) if stages is not None else default_stages(is_delta(k), grid, "likelihood")
     size = int(size) or support_size(k.shape[1:], stages)
-    margin = LIKELIHOOD_MARGIN if margin is None else float(margin)
     return _estimate(y, jnp.asarray(k), jnp.float32(nl), jnp.float32(margin), stages, grid, size)
 
 
@@ -362,7 +370,7 @@ def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle"
     of the Gaussian image prior) and on WRONG ones (the given kernel scaled / rotated), per pixel,
     on training images degraded the ``dpir`` way (uint8 circular blur, seeded noise). The margin
     is set between the two (``python -m dynpnp_jax.calibration``); never on test images."""
-    from scipy import ndimage
+    from .tune import degrade_dpir
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
@@ -373,9 +381,7 @@ def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle"
     for i, j, n in it:
         gt, kt = images[i], np.asarray(kerns[j], np.float64)
         gt = gt[: gt.shape[0] // 8 * 8, : gt.shape[1] // 8 * 8]
-        y8 = ndimage.convolve(gt, kt, mode="wrap")
-        y = np.float32(y8 / 255.0) + np.random.RandomState(0).normal(0, n / 255.0, y8.shape)
-        y = np.float32(y)[None, ..., None]
+        y = degrade_dpir(gt, kt, n).astype(np.float32)[None, ..., None]
         _, th = estimate_kernel(y, kt, n / 255.0, margin=0.0)
         right.append(float(th["gain"][0]))
         for p, v in wrong:

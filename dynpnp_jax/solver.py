@@ -598,17 +598,14 @@ def _resolve_calibration(params: dict, cfg: Config) -> Config:
     """``calibrated`` mode: default stages and kernel support from the given kernel (static)."""
     if cfg.mode != "calibrated":
         return cfg
-    from .calibration import default_stages
+    from .calibration import default_stages, is_delta, support_size
 
     k = params["A"].k
     stages = cfg.calib_stages
     if not stages:
         if not is_concrete(k):
             raise ValueError("calibrated mode: with a traced kernel, give calib_stages explicitly")
-        kk = np.asarray(k, np.float64)
-        c = (kk.shape[1] // 2, kk.shape[2] // 2)
-        delta = np.allclose(kk[:, c[0], c[1]], 1.0, atol=1e-6)
-        stages = default_stages(delta, cfg.calib_grid, cfg.calib_criterion)
+        stages = default_stages(is_delta(k), cfg.calib_grid, cfg.calib_criterion)
     size = cfg.calib_size
     kmax = max(k.shape[1:])
     if size and size < kmax:
@@ -617,7 +614,6 @@ def _resolve_calibration(params: dict, cfg: Config) -> Config:
                          f"calib_size >= {kmax + 1 - kmax % 2} (or 0: from the given kernel and "
                          f"the scales searched)")
     if not size:
-        from .calibration import support_size
         size = support_size(k.shape[1:], stages)
     return cfg.replace(calib_stages=stages, calib_size=int(size))
 

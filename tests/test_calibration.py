@@ -177,6 +177,10 @@ def test_estimate_kernel_undoes_a_rotation_and_keeps_a_right_kernel():
         cal.estimate_kernel(y, -truth, 0.01)
     with pytest.raises(ValueError, match="noise_level"):
         cal.estimate_kernel(y, truth, 2.55)
+    with pytest.raises(ValueError, match="margin: expected a finite number >= 0"):
+        cal.estimate_kernel(y, truth, 0.01, margin=-1.0)
+    with pytest.raises(ValueError, match=r"size=5 is smaller than k_given"):
+        cal.estimate_kernel(y, truth, 0.01, size=5)
 
 
 def test_calibration_argument_errors():
