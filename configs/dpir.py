@@ -39,6 +39,10 @@ def get_config() -> dict:
             # (configs/dpir_tuned.py, made by python -m dynpnp_jax.tune --task dpir), picked for
             # the condition's noise level and T (--iters); other (noise, T) pairs are refused
             "dpir-tuned": {"mode": "dpir", "ensemble": True, "schedule": "dpir_tuned"},
+            # deblurring, run when named: the loop told the blur is circular whatever the data
+            # (--boundary unknown: what ignoring the frame's edges costs)
+            "dpir-circular": {"mode": "dpir", "ensemble": True, "boundary": "circular",
+                              "when_named": True},
         },
         "batch": 4,
     }

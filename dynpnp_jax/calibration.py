@@ -160,7 +160,7 @@ def _freq_weight(h: int, w: int) -> Array:
     return (2 - 2 * jnp.cos(wy))[:, None] + (2 - 2 * jnp.cos(wx))[None, :]
 
 
-def likelihood_score(y: Array, k: Array, noise_var) -> Array:
+def likelihood_score(y: Array, k: Array, noise_var, taper: int = 0) -> Array:
     """Per image, the negative log marginal likelihood of ``y`` under kernel ``k`` (lower is
     better), per pixel, with the image integrated out (Levin et al., CVPR 2009 / 2011: MAP_k, not
     MAP_{x,k}).
@@ -175,19 +175,30 @@ def likelihood_score(y: Array, k: Array, noise_var) -> Array:
     and about 25 passes over the spectrum per candidate, so every candidate kernel is scored on
     the whole image.
 
-    Args: ``y`` (B, H, W, C); ``k`` (B, kh, kw) kernels; ``noise_var`` scalar or (B,).
-    Returns (B,)."""
+    A frame cut out of a larger scene (``Blur(boundary='unknown')``) is not periodic: with
+    ``taper`` > 0 the mean-removed ``y`` is first windowed to zero over ``taper`` pixels at its
+    edges (:func:`dynpnp_jax.boundary.taper`; the noise variance scaled by the window's mean
+    square), which makes it periodic at the cost of a slight spectral smoothing.
+
+    Args: ``y`` (B, H, W, C); ``k`` (B, kh, kw) kernels; ``noise_var`` scalar or (B,);
+    ``taper`` (static int). Returns (B,)."""
     from .operators import _otf
 
     b, h, w, ch = y.shape
     n = h * w
-    yc = y - jnp.mean(y, axis=(1, 2), keepdims=True)
+    power = 1.0
+    if taper:
+        from .boundary import taper as _taper
+
+        yc, power = _taper(y, taper)
+    else:
+        yc = y - jnp.mean(y, axis=(1, 2), keepdims=True)
     y2 = jnp.sum(jnp.abs(jnp.fft.fft2(yc, axes=(1, 2))) ** 2, axis=-1) / n  # (B, H, W)
     k2 = jnp.abs(_otf(k.astype(jnp.float32), h, w, real=False)[..., 0]) ** 2  # (B, H, W)
     d = _freq_weight(h, w)
     keep = (d > 0).astype(jnp.float32)[None]
     logd = jnp.log(jnp.where(d > 0, d, 1.0))[None]
-    var = jnp.reshape(jnp.asarray(noise_var, jnp.float32), (-1, 1, 1)) + QUANT_VAR
+    var = (jnp.reshape(jnp.asarray(noise_var, jnp.float32), (-1, 1, 1)) + QUANT_VAR) * power
     col = lambda v: v[:, None, None]  # noqa: E731
 
     def value(t, a):

@@ -271,7 +271,8 @@ def _plan(problems: list, kw: dict, batch: int):
         k = parse_given_kernel(given) if given is not None else None
         problems = [p._replace(params_extra={
             **p.params_extra, "A_true": p.params_extra["A"],
-            "A": Blur.from_kernel(k, 1) if k is not None else p.params_extra["A"]})
+            "A": Blur.from_kernel(k, 1, boundary=p.params_extra["A"].boundary) if k is not None
+            else p.params_extra["A"]})
             for p in problems]
     if kw["mode"] in BASELINE_MODES:
         return problems, kw["mode"], None, [(False, [i]) for i in range(len(problems))]
@@ -595,6 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise levels on the 8-bit scale, e.g. 2.55 7.65 (known degradations; "
                         "for denoising the same as --sigma). A single name is taken as the "
                         "noise estimator's network (old meaning; use --noise-net)")
+    p.add_argument("--boundary", nargs="+", default=None, choices=("circular", "unknown"),
+                   help="deblurring: how y is made at the frame's edges; each runs. circular "
+                        "(default): DPIR's periodic blur; unknown: the frame of a larger "
+                        "blurred scene, as a photograph (the kernel's reach cut off every side), "
+                        "restored with Blur(boundary='unknown')")
     p.add_argument("--scale", type=int, nargs="+", default=None, choices=(2, 3, 4),
                    help="super-resolution factors (--task sr)")
     p.add_argument("--mask", nargs="+", default=None,

@@ -405,7 +405,7 @@ def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source
 
 def _refuse(args, names: tuple[str, ...], why: str) -> None:
     for name in names:
-        value = getattr(args, name.lstrip("-").replace("-", "_"))
+        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
         if value:
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
             raise UsageError(f"{name} {shown}: {why}. Fix: leave {name} out.")
@@ -428,6 +428,8 @@ def _dpir_conditions(args, protocol, noise_levels):
         _refuse(args, ("--mask",), f"--mask is for --task inpaint, not {task}")
     else:
         _refuse(args, ("--kernel",), "inpainting has no blur kernel")
+    if task != "deblur":
+        _refuse(args, ("--boundary",), f"--boundary is for --task deblur, not {task}")
     table, conds = {}, []
 
     def kernels_of(spec: str) -> list:
@@ -439,7 +441,9 @@ def _dpir_conditions(args, protocol, noise_levels):
     if task == "deblur":
         pairs = [kv for spec in (args.kernel or defaults["kernels"]) for kv in kernels_of(spec)]
         table = {name: k for name, k in pairs}
-        conds = [Degradation(task, n, kernel=name) for n in noises for name, _ in pairs]
+        bounds = list(dict.fromkeys(getattr(args, "boundary", None) or ["circular"]))
+        conds = [Degradation(task, n, kernel=name, boundary=bd) for bd in bounds
+                 for n in noises for name, _ in pairs]
     elif task == "sr":
         for s in args.scale or defaults["scales"]:
             specs = [k.format(scale=s) for k in (args.kernel or defaults["kernels"])]
@@ -463,7 +467,7 @@ def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, st
         protocol, requested = _dpir_conditions(args, protocol, noise_levels)
         cond_arg = "--kernel/--noise" if protocol.task != "inpaint" else "--mask/--noise"
     elif protocol.condition_name == "sigma":
-        _refuse(args, ("--kernel", "--scale", "--mask"), f"protocol {protocol.name!r} denoises "
+        _refuse(args, ("--kernel", "--scale", "--mask", "--boundary"), f"protocol {protocol.name!r} denoises "
                 f"(known degradations: --task deblur, sr or inpaint)")
         requested = args.sigma
         if noise_levels is not None:
@@ -496,7 +500,8 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
                   if (spec.get("mode") not in BASELINE_MODES
                       or protocol.task in BASELINE_MODES[spec["mode"]])
                   and (spec.get("mode") != "calibrated" or protocol.task == "deblur")
-                  and ("schedule" not in spec or protocol.task in SCHEDULE_TASKS)}
+                  and ("schedule" not in spec or protocol.task in SCHEDULE_TASKS)
+                  and (not spec.get("when_named") or protocol.task == "deblur")}
     if args.method:
         wanted = args.method
         unknown = [m for m in wanted if m not in cfg["methods"]]
@@ -512,9 +517,10 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
                              f"{protocol.task!r} (it is for {', '.join(tasks)}). Fix: "
                              f"pick from {[m for m in cfg['methods'] if m in applicable]}.")
     else:  # calibrated (an extra dpir-sized run) runs by default only with --kernel-given; a
-        # tuned schedule (one more full dpir run) only when named
+        # tuned schedule (one more full dpir run) and a 'when_named' method only when named
         wanted = [m for m in cfg["methods"] if m in applicable
                   and "schedule" not in cfg["methods"][m]
+                  and not cfg["methods"][m].get("when_named")
                   and (cfg["methods"][m].get("mode") != "calibrated"
                        or getattr(args, "kernel_given", None) is not None)]
     unique = list(dict.fromkeys(wanted))
@@ -526,6 +532,7 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
         methods[m] = {}
         for c in conditions:
             kw, note = method_kwargs(cfg["methods"][m], c)
+            kw.pop("when_named", None)
             if note:
                 notes.append(f"method {m!r}: {note}")
             if kw.get("mode") in ("dpir", "calibrated") and hasattr(protocol, "solver_defaults"):

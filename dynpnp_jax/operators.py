@@ -38,6 +38,7 @@ import numpy as np
 from flax import struct
 
 Array = jax.Array
+BOUNDARIES = ("circular", "unknown")  # Blur.boundary: how y was made at the frame's edges
 
 
 def _per_image(alpha: Array, ndim: int) -> Array:
@@ -401,21 +402,35 @@ class Blur(_Base):
     the FFT normal solve exact. ``deviation()`` is the RMS distance of ``k`` to a centred delta.
 
     Build it with ``Blur.from_kernel(k, batch)``, which checks the values.
+
+    ``boundary`` (static) tells :func:`~dynpnp_jax.restore` how ``y`` was made at its edges:
+    ``'circular'`` (default: ``y`` is the periodic blur above, as in DPIR's synthetic
+    experiments) or ``'unknown'`` (a real photograph, or any blur of a scene larger than the
+    frame: each pixel of ``y`` saw the scene up to the kernel's reach beyond the frame). With
+    ``'unknown'`` the solver restores a larger image (the frame plus the kernel's reach) and fills
+    the unobserved margin of ``y`` with the current estimate's blur at every iteration
+    (:mod:`dynpnp_jax.boundary`); the operator's own ``op(x)`` is always the circular one.
     """
 
     k: Array  # (B, kh, kw)
+    boundary: str = struct.field(pytree_node=False, default="circular")
 
     def __post_init__(self):
         _check_kernel_shape(self.k, "Blur")
+        if self.boundary not in BOUNDARIES:
+            raise ValueError(f"boundary: expected one of {BOUNDARIES}, got {self.boundary!r}. "
+                             "Fix: 'circular' for a periodic (synthetic) blur, 'unknown' for a "
+                             "real photograph")
 
     @classmethod
-    def from_kernel(cls, k, batch: int | None = None, *, dtype=jnp.float32, check: bool = True
-                    ) -> "Blur":
+    def from_kernel(cls, k, batch: int | None = None, *, dtype=jnp.float32, check: bool = True,
+                    boundary: str = "circular") -> "Blur":
         """``Blur`` from a ``(kh, kw)`` kernel (broadcast to ``batch`` images) or ``(B, kh, kw)``
-        kernels. ``check`` validates the values (finite, non-negative mass, sum 1 within 1e-3)."""
+        kernels. ``check`` validates the values (finite, non-negative mass, sum 1 within 1e-3).
+        ``boundary``: ``'circular'`` or ``'unknown'`` (see the class docstring)."""
         if check and _concrete(np.asarray(k) if not isinstance(k, jax.Array) else k):
             _check_kernel_values(k)
-        return cls(k=_kernel_batch(k, batch, dtype))
+        return cls(k=_kernel_batch(k, batch, dtype), boundary=boundary)
 
     def _check(self, x: Array, arg: str = "x") -> None:
         _check_images(x, arg)
@@ -431,7 +446,7 @@ class Blur(_Base):
 
     def loss_grad(self, x: Array, r: Array) -> "Blur":
         self._check(x)
-        return Blur(k=_kernel_grad(self.k.shape, x, r).astype(self.k.dtype))
+        return Blur(k=_kernel_grad(self.k.shape, x, r).astype(self.k.dtype), boundary=self.boundary)
 
     def normal_solve(self, rhs: Array, mu) -> Array:
         self._check(rhs, "rhs")

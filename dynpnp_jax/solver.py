@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from . import boundary as bd
 from . import steps
 from .networks import Network
 from .operators import OPERATORS, make_operator
@@ -91,6 +92,8 @@ class Config:
     calib_size: int = struct.field(pytree_node=False, default=0)
     calib_criterion: str = struct.field(pytree_node=False, default="likelihood")
     calib_margin: float = struct.field(pytree_node=False, default=0.0)
+    boundary: str = struct.field(pytree_node=False, default="auto")
+    boundary_iters: int = struct.field(pytree_node=False, default=16)
     delta: Any = 0.01
     mu: Any = 0.1
     alpha: Any = 1e-5
@@ -231,7 +234,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                 keep_images: bool = True, clip_output: bool = True, ensemble: bool = False,
                 stop_tol: float = 0.0, calib_stages=None, calib_iters: int = 4,
                 calib_crop: int = 4096, calib_grid: int = 5, calib_size: int = 0,
-                calib_criterion: str = "likelihood", calib_margin: Optional[float] = None) -> Config:
+                calib_criterion: str = "likelihood", calib_margin: Optional[float] = None,
+                boundary: str = "auto", boundary_iters: int = 16) -> Config:
     """Build a validated :class:`Config`.
 
     Args:
@@ -268,6 +272,14 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         ``calib_stages``: ``((param, values or 'refine'), ...)``, default from the given kernel
         (:func:`~dynpnp_jax.calibration.default_stages`); ``calib_grid``: points of each stage;
         ``calib_size``: the support of the calibrated kernel (0: from the given kernel).
+      boundary: how ``y`` was made at the frame's edges, for a ``Blur`` operator: ``'auto'``
+        (default: the operator's ``boundary``), ``'circular'`` (a periodic blur; the FFT x-step
+        as it is) or ``'unknown'`` (a photograph: the image is restored on the frame plus the
+        kernel's reach, the unobserved margin of ``y`` filled with the current estimate's blur
+        every iteration, then cropped; :mod:`dynpnp_jax.boundary`).
+      boundary_iters: with ``boundary='unknown'`` and the exact x-step, the preconditioned CG
+        steps that make the x-step exact for the masked data term (0: one circular solve with
+        the completed ``y``; measured in RESULTS.md: 16 is within 0.05 dB of converged).
       stop_tol: per-image stopping rule: an image whose relative change
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
@@ -315,7 +327,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
     if mode == "calibrated" and noise_level is None:
         raise ValueError("mode='calibrated' needs noise_level (the noise std of y on the [0, 1] "
                          "scale): the discrepancy principle compares residuals with it")
-    for name, val, lo in (("calib_iters", calib_iters, 1), ("calib_crop", calib_crop, 16),
+    for name, val, lo in (("boundary_iters", boundary_iters, 0),
+                          ("calib_iters", calib_iters, 1), ("calib_crop", calib_crop, 16),
                           ("calib_grid", calib_grid, 2), ("calib_size", calib_size, 0)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
@@ -331,6 +344,10 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
             or not np.isfinite(calib_margin) or calib_margin < 0):
         raise ValueError(f"calib_margin must be a finite number >= 0 (0: take any improvement), "
                          f"got {calib_margin!r}")
+    if boundary not in ("auto", "circular", "unknown"):
+        raise ValueError(f"boundary must be 'auto' (the operator's), 'circular' or 'unknown', got "
+                         f"{boundary!r}. Fix: 'unknown' for a real photograph, 'circular' for a "
+                         "periodic (synthetic) blur")
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
         raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
     cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
@@ -341,7 +358,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                  calib_stages=calib_stages or (), calib_iters=int(calib_iters),
                  calib_crop=int(calib_crop), calib_grid=int(calib_grid),
                  calib_size=int(calib_size), calib_criterion=calib_criterion,
-                 calib_margin=float(calib_margin),
+                 calib_margin=float(calib_margin), boundary=boundary,
+                 boundary_iters=int(boundary_iters),
                  delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
                  tol=stop_tol, noise=0.0 if noise_level is None else noise_level)
     return cfg.normalized()
@@ -482,10 +500,12 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
         return jax.vmap(cal.warp_kernel, in_axes=(0, None, 0, 0, 0))(
             k_given, size, theta["scale"], theta["angle"], theta["width"])
 
+    taper = size if cfg.boundary == "unknown" else 0  # a photograph: window y to periodic
+
     def score(theta):
         kern = kernels_for(theta)
         if cfg.calib_criterion == "likelihood":
-            return cal.likelihood_score(y, kern, jnp.square(cfg.noise))
+            return cal.likelihood_score(y, kern, jnp.square(cfg.noise), taper)
         opc = Blur(k=kern)
         out, _ = _restore({"prior": prior, "A": opc}, y_c, coarse, None)
         return cal.calibration_score(opc(out) - y_c, out, var_n, margin)
@@ -506,6 +526,16 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
     calib = None
     if cfg.mode == "calibrated":
         op, calib = _calibrate(prior, y, op, cfg)
+    pads = obs = None
+    if cfg.boundary == "unknown":  # restore the frame plus the kernel's reach (boundary.py)
+        from .operators import Blur
+
+        pads = bd.margins(op.k.shape, y.shape[1], y.shape[2])
+        op = Blur(k=op.k)  # circular on the extended grid: no wrap reaches the frame
+        y, obs = bd.extend(y, pads)
+
+    def frame(a):
+        return a if pads is None else bd.crop(a, pads)
     uses_g = cfg.a_step != "none"
     g = noise.noise(y, jnp.broadcast_to(cfg.sigma[0], (b,))) if uses_g else jnp.zeros_like(y)
     x_step = steps.X_STEPS.get(cfg.x_step)
@@ -531,13 +561,17 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
 
     def step(x, v, op, hp):
         delta, mu, alpha, sigma, t = hp
+        # unknown boundary: y on the frame, the current estimate's blur on the margin
+        y_t = y if obs is None else bd.complete(y, obs, op(v))
         if cfg.mode in ("prior", "static"):
             x_new = v
         else:
-            x_new = x_step(op, x, y, v, delta, mu, cg_iters=cfg.cg_iters)
+            x_new = x_step(op, x, y_t, v, delta, mu, cg_iters=cfg.cg_iters)
+            if obs is not None and cfg.x_step == "exact":  # the exact masked x-step
+                x_new = bd.masked_solve(op, y, obs, v, mu, x_new, cfg.boundary_iters)
         v_new = prior_fn(x_new, sigma, t)
         a_in = x_new if cfg.a_input == "x" else v_new
-        op_new = a_step(op, a_in, v_new, y, g, alpha)
+        op_new = a_step(op, a_in, v_new, y_t, g, alpha)
         return x_new, v_new, op_new
 
     def norm(a):
@@ -566,15 +600,16 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
             rec["kernel_err"] = kernel_distance(jnp.broadcast_to(op_new.k, (b,) + op_new.k.shape[1:]),
                                                 jnp.broadcast_to(true_a.k, (b,) + true_a.k.shape[1:]))
         if cfg.keep_images:
-            rec.update(x=x_new, v=v_new)
+            rec.update(x=frame(x_new), v=frame(v_new))
         if clean is not None:
-            rec["psnr"] = _psnr(v_new, clean)
+            rec["psnr"] = _psnr(frame(v_new), clean)
         if cfg.stop:
             active = active & (rel >= cfg.tol)
         return (x_new, v_new, op_new, active), rec
 
     hps = (cfg.delta, cfg.mu, cfg.alpha, cfg.sigma, jnp.arange(cfg.iters))
     (x, v, op, _), rec = jax.lax.scan(body, (x0, v0, op, jnp.ones((b,), bool)), hps)
+    v = frame(v)
     out = jnp.clip(v, 0.0, 1.0) if cfg.clip_output else v
     traj = Trajectory(x=rec.get("x"), v=rec.get("v"), a_loss=rec["a_loss"], a_dev=rec["a_dev"],
                       psnr=rec.get("psnr"), active=rec["active"], rel_change=rec["rel_change"],
@@ -592,6 +627,20 @@ def compile_count() -> int:
 
 
 trace_count = compile_count  # the former name
+
+
+def _resolve_boundary(params: dict, cfg: Config) -> Config:
+    """``boundary='auto'`` -> the operator's (``Blur.boundary``; other operators: circular)."""
+    op = params.get("A")
+    b = cfg.boundary
+    if b == "auto":
+        b = getattr(op, "boundary", "circular") if type(op).__name__ == "Blur" else "circular"
+    elif b == "unknown" and type(op).__name__ != "Blur":
+        raise ValueError(f"boundary='unknown' extends the frame by the blur kernel's reach: it "
+                         f"needs params['A'] = Blur.from_kernel(k, ...), got "
+                         f"{type(op).__name__ if op is not None else 'no operator'}. Fix: pass "
+                         "the Blur, or boundary='auto'")
+    return cfg.replace(boundary=b)
 
 
 def _resolve_calibration(params: dict, cfg: Config) -> Config:
@@ -721,7 +770,7 @@ def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
     Works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (e.g. over ``cfg.with_values(...)``).
     """
     y, clean = validate(params, y, cfg, clean)
-    cfg = _resolve_calibration(params, cfg.normalized())
+    cfg = _resolve_calibration(params, _resolve_boundary(params, cfg.normalized()))
     if cfg.mode == "calibrated":
         crop = min(cfg.calib_crop, y.shape[1], y.shape[2])
         if cfg.calib_size > crop:

@@ -492,6 +492,28 @@ def test_cli_dpir_tuned_method(gray_crops, tmp_path):
     assert tuned["psnr"] > inp["psnr"]  # it deblurs
 
 
+def test_cli_deblur_unknown_boundary(gray_crops, tmp_path):
+    """--boundary unknown: the frame of the larger blurred image, its own condition key; the
+    solver told the truth (dpir, Blur(boundary='unknown')) beats the one told it is circular
+    (dpir-circular, run only when named) by a wide margin."""
+    require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
+    out = tmp_path / "out"
+    ev.main(["--task", "deblur", "--dataset", "folder", "--data-dir", str(gray_crops),
+             "--kernel", "gauss:1.6,15", "--noise", "2.55", "--boundary", "circular", "unknown",
+             "--iters", "4", "--method", "input", "dpir", "dpir-circular", "--out", str(out),
+             "--no-compile-cache"])
+    res = json.loads((out / "results.json").read_text())
+    key = "gauss:1.6,15|boundary=unknown|2.55"
+    assert res["conditions"] == ["gauss:1.6,15|2.55", key]
+    assert res["condition_fields"][key]["boundary"] == "unknown"
+    assert "boundary" not in res["condition_fields"]["gauss:1.6,15|2.55"]
+    told, circ = res["methods"]["dpir"][key]["psnr"], res["methods"]["dpir-circular"][key]["psnr"]
+    assert told > circ + 3, (told, circ)
+    # on a periodic blur the two are the same program
+    same = [res["methods"][m]["gauss:1.6,15|2.55"]["psnr"] for m in ("dpir", "dpir-circular")]
+    assert same[0] == pytest.approx(same[1], abs=1e-6)
+
+
 BAD_DEGRADATIONS = [
     (["--task", "sr", "--mask", "random:0.5"], "--mask random:0.5: --mask is for --task inpaint"),
     (["--task", "deblur", "--kernel", "nonsense"], "--kernel nonsense: .*unknown kernel"),
@@ -504,6 +526,9 @@ BAD_DEGRADATIONS = [
     (["--kernel", "levin"], "--kernel levin: protocol 'standard' denoises"),
     (["--task", "deblur", "--protocol", "standard"], "protocol 'standard' is for 'denoise'"),
     (["--task", "deblur", "--scale", "2"], "--scale 2: --scale is for --task sr"),
+    (["--task", "sr", "--boundary", "unknown"], "--boundary unknown: --boundary is for --task "
+                                                "deblur"),
+    (["--boundary", "unknown"], "--boundary unknown: protocol 'standard' denoises"),
 ]
 
 

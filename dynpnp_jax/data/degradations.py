@@ -57,6 +57,7 @@ class Degradation(NamedTuple):
     kernel: str | None = None         # deblur, sr
     scale: int = 1                    # sr
     mask: str | None = None           # inpaint
+    boundary: str = "circular"        # deblur: 'circular' (DPIR's wrap) or 'unknown' (a frame)
 
 
 def luminance_uint8(img: np.ndarray) -> np.ndarray:
@@ -67,6 +68,21 @@ def luminance_uint8(img: np.ndarray) -> np.ndarray:
 
     img = _check_uint8("image", img)
     return np.uint8(np.round(resize.rgb2ycbcr_y(img).astype(np.float64) * 255.0))[..., None]
+
+
+def frame_crop(img: np.ndarray, kernel_shape, m: int = 8) -> np.ndarray:
+    """The ``unknown``-boundary frame of an image blurred with ``mode='wrap'``: the part no
+    wrapped pixel reaches (the kernel's reach off every side, centre ``(kh // 2, kw // 2)``),
+    cut to sides that are multiples of ``m`` from the top left of that part. Every pixel of the
+    frame of the blurred image then saw only the scene (the image), as in a photograph."""
+    kh, kw = kernel_shape
+    h, w = img.shape[:2]
+    top, left = kh - 1 - kh // 2, kw - 1 - kw // 2
+    fh, fw = (h - kh + 1) // m * m, (w - kw + 1) // m * m
+    if fh < m or fw < m:
+        raise ValueError(f"an image of {h}x{w} leaves no frame for a {kh}x{kw} kernel with "
+                         f"--boundary unknown. Fix: larger images or --boundary circular.")
+    return img[top:top + fh, left:left + fw]
 
 
 def modcrop(img: np.ndarray, m: int) -> np.ndarray:
@@ -173,6 +189,11 @@ class Dpir(Protocol):
         if self.task in ("deblur", "sr") and c.kernel not in self.kernel_table:
             raise ValueError(f"kernel {c.kernel!r} is not known to this protocol (have "
                              f"{sorted(self.kernel_table)}).")
+        if c.boundary not in ("circular", "unknown") or (
+                c.boundary != "circular" and self.task != "deblur"):
+            raise ValueError(f"boundary must be 'circular' or 'unknown' (deblurring only), got "
+                             f"{c.boundary!r} for {self.task}. Fix: --boundary circular or "
+                             f"unknown with --task deblur.")
         if self.task == "sr" and c.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {c.scale!r}. Fix: --scale 2.")
         return c._replace(noise=int(n) if n.is_integer() else n)
@@ -180,20 +201,27 @@ class Dpir(Protocol):
     def condition_key(self, c: Degradation) -> str:
         parts = {"deblur": [c.kernel], "sr": [f"x{c.scale}", c.kernel],
                  "inpaint": [c.mask]}[c.task]
+        if c.boundary != "circular":
+            parts.append(f"boundary={c.boundary}")
         return "|".join([*parts, _noise_key(c.noise)])
 
     def condition_label(self, c: Degradation) -> str:
         parts = {"deblur": [f"k={c.kernel}"], "sr": [f"x{c.scale}", f"k={c.kernel}"],
                  "inpaint": [f"mask={c.mask}"]}[c.task]
+        if c.boundary != "circular":
+            parts.append(f"boundary={c.boundary}")
         return ", ".join([*parts, f"noise={_noise_key(c.noise)}"])
 
     def condition_group(self, c: Degradation) -> str | None:
         """Conditions that differ only by kernel/mask share a group (a 'mean' column)."""
         parts = {"deblur": [], "sr": [f"x{c.scale}"], "inpaint": []}[c.task]
+        if c.boundary != "circular":
+            parts.append(f"boundary={c.boundary}")
         return ", ".join([*parts, f"noise={_noise_key(c.noise)}"])
 
     def condition_fields(self, c: Degradation) -> dict:
-        return {k: v for k, v in c._asdict().items() if v is not None}
+        return {k: v for k, v in c._asdict().items()
+                if v is not None and not (k == "boundary" and v == "circular")}
 
     def solver_defaults(self, c: Degradation) -> dict:
         """What the ``dpir`` solver mode takes from the condition: T and the noise level."""
@@ -225,7 +253,9 @@ class Dpir(Protocol):
                 op = operators.Downsample.from_kernel(k32, c.scale, 1)
                 meta["border"] = c.scale
             else:
-                op = operators.Blur.from_kernel(k32, 1)
+                if c.boundary == "unknown":  # a frame of the larger blurred scene (no wrap in it)
+                    gt, y8 = frame_crop(gt, k32.shape), frame_crop(y8, k32.shape)
+                op = operators.Blur.from_kernel(k32, 1, boundary=c.boundary)
             y = np.float32(y8 / 255.0)
             y += rng.normal(0, float(c.noise) / 255.0, y.shape)  # in place, as theirs
             meta["kernel"] = k32
