@@ -11,7 +11,8 @@ solver's methods, as config methods ``{'mode': NAME}``:
   NSR)`` per channel, with ``NSR = max(noise, 0.255 / 255) ^ 2 / max(var(y) - noise ^ 2, 1e-6)``
   (noise and variance in the same [0, 1] units: the noise-to-signal power ratio of white noise
   and a white signal of the observed variance); the kernel is centred as ``operators.Blur`` centres
-  it (``(kh // 2, kw // 2)``);
+  it (``(kh // 2, kw // 2)``); for a frame with unknown boundaries (``Blur(boundary='unknown')``)
+  it filters the frame's mirror extension (2H x 2W, periodic without jumps) and keeps the frame;
 * ``bicubic`` -- super-resolution: Keys bicubic up-sampling (MATLAB ``imresize``'s cubic) on
   the degradation's own grid, ``operators.Downsample.initial`` (the ``dpir`` solver's start):
   for the DPIR bicubic kernels that is ``imresize(y, s)``; for a centred kernel the grid is
@@ -49,10 +50,14 @@ def _wiener(problem) -> np.ndarray:
     h, w, _ = y.shape
     noise = max(float(problem.meta.get("noise", 0.0)), 0.255) / 255.0
     nsr = noise ** 2 / max(float(np.var(y)) - noise ** 2, 1e-6)
-    otf = _otf(k, h, w)
+    if getattr((problem.params_extra or {}).get("A"), "boundary", "circular") == "unknown":
+        # a frame: filter its even (mirror) extension, which is periodic without jumps
+        y = np.concatenate([y, y[::-1]], 0)
+        y = np.concatenate([y, y[:, ::-1]], 1)
+    otf = _otf(k, *y.shape[:2])
     filt = np.conj(otf) / (np.abs(otf) ** 2 + nsr)
     out = np.real(np.fft.ifft2(np.fft.fft2(y, axes=(0, 1)) * filt[..., None], axes=(0, 1)))
-    return out.astype(np.float32)
+    return out[:h, :w].astype(np.float32)
 
 
 def _bicubic(problem) -> np.ndarray:

@@ -186,3 +186,30 @@ def test_boundary_errors(ffdnet):
     with pytest.raises(ValueError, match="needs params\\['A'\\] = Blur"):
         restore({"prior": ffdnet, "A": Downsample.from_kernel(k, 2)}, y[:, :8, :8],
                 make_config("dpir", noise_level=0.01, boundary="unknown"))
+
+
+def test_wiener_baseline_filters_the_mirrored_frame():
+    """The Wiener baseline on a frame (unknown boundaries) filters its mirror extension: no
+    ringing from the frame's edges (measured on house, Levin k1, noise 2.55: 24.4 dB, within
+    0.1 dB of the same filter on DPIR's periodic blur; the circular filter on the frame 18.3)."""
+    import dataclasses
+
+    from dynpnp_jax import kernels as kn
+    from dynpnp_jax.baselines import run_baseline
+    from dynpnp_jax.data.degradations import Degradation
+    from dynpnp_jax.data.protocols import get_protocol
+    from PIL import Image
+
+    gt = np.asarray(Image.open(require_shared("data", "set3g") / "house.png").convert("L"))
+    (name, k), = kn.parse_kernel("levin:1")
+    proto = dataclasses.replace(get_protocol("dpir"), kernel_table={name: k})
+    score = {}
+    for b in ("circular", "unknown"):
+        prob = proto.problem({"image": gt[..., None], "name": "house"},
+                             Degradation("deblur", 2.55, kernel=name, boundary=b))
+        score[b] = proto.evaluate(run_baseline("wiener", prob), prob.meta)["psnr"]
+        if b == "unknown":  # the same frame filtered as if it were periodic
+            prob = prob._replace(params_extra={"A": Blur.from_kernel(k, 1)})
+            score["ringing"] = proto.evaluate(run_baseline("wiener", prob), prob.meta)["psnr"]
+    assert abs(score["unknown"] - score["circular"]) < 0.5, score
+    assert score["unknown"] > score["ringing"] + 3, score
