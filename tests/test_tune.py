@@ -140,6 +140,19 @@ def test_tune_dpir_smoke(ffdnet, cleans):
     make_config(**tune.dpir_kwargs(NOISE, 2, r))  # the result is a valid config
 
 
+def test_tune_kernel_step_smoke(ffdnet, cleans):
+    """The A-step sizes (a_step='kernel') by Adam through the loop: they move, stay positive,
+    and the run reports the no-A-step reference on the same validation crops."""
+    r = tune.tune_kernel_step(NOISE, 2, steps=2, crop=40, batch=1, val_size=1, net=ffdnet,
+                              cleans=cleans, verbose=False)
+    assert len(r["alpha"]) == 2 and len(r["loss_history"]) == 2
+    assert all(0 < a < 1 for a in r["alpha"]) and r["alpha"] != [r["alpha0"]] * 2
+    for key in ("val_psnr_start", "val_psnr_tuned", "val_psnr_no_a_step"):
+        assert np.isfinite(r[key]) and 10 < r[key] < 60
+    with pytest.raises(ValueError, match="alpha0"):
+        tune.tune_kernel_step(NOISE, 2, steps=1, alpha0=0.0, net=ffdnet, cleans=cleans)
+
+
 # ------------------------------------------------------------------ evaluation protocol
 def test_degradation_is_dpirs_protocol():
     """uint8 convolve (mode='wrap', the result truncated to uint8), / 255, seed 0 noise: checked
