@@ -426,12 +426,11 @@ def main(argv=None) -> int:
                         "the equal-error threshold")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    from . import kernels
-    from .tune import load_tune_images
+    from .tune import load_tune_images, training_kernels
 
     imgs = [np.uint8(np.round(im * 255.0)) for im in load_tune_images()]
     imgs = imgs[: args.limit] if args.limit else imgs
-    kerns = kernels.kernels12()
+    kerns = training_kernels()  # kernels_12 without its two Levin kernels
     st = margin_statistics(imgs, kerns, args.noise)
     right = np.asarray(st["right"])
     if args.quantile is not None:

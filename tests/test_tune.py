@@ -69,6 +69,21 @@ def test_training_data_uses_kernels12_only(cleans, tiny_batch):
     assert np.allclose(np.round(x * 255), x * 255, atol=1e-4)  # clean crops are 8-bit images
 
 
+def test_training_kernels_exclude_the_levin_test_kernels():
+    """kernels_12.mat holds two of Levin's kernels (#9 = k8, #10 = k7, equal to the last digit):
+    tuning must not see them under any flip or rotation; the other 10 are kept."""
+    require_shared("data", "kernels", "kernels_12.mat")
+    from dynpnp_jax import kernels
+
+    k12, levin, train = kernels.kernels12(), kernels.levin(), tune.training_kernels()
+    assert tune.same_kernel(k12[8], levin[7]) and tune.same_kernel(k12[9], levin[6])
+    assert tune.same_kernel(np.pad(np.rot90(levin[2]), 3), levin[2])  # flips, padding
+    assert len(train) == 10
+    assert not any(tune.same_kernel(k, t) for k in train for t in levin)
+    kept = [k for k in k12 if not any(tune.same_kernel(k, t) for t in levin)]
+    assert all(np.array_equal(a, b) for a, b in zip(train, kept))
+
+
 # ------------------------------------------------------------------ the frozen FFDNet
 def test_frozen_network_same_values_and_input_gradient(ffdnet):
     fast = tune.frozen_network(ffdnet)
