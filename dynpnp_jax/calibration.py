@@ -147,7 +147,11 @@ def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Arra
               else jnp.maximum(jnp.log(ratio) - jnp.log1p(TAU), 0.0))
     return jnp.log(l1 / jnp.maximum(l2, 1e-12)) + GAMMA * excess
 # ------------------------------------------------------------------------------ marginal likelihood
-LIKELIHOOD_MARGIN = 0.0031  # nats per pixel: the equal-error threshold on training images (main)
+# nats per pixel: the equal-error threshold on training images (python -m dynpnp_jax.calibration
+# --limit 10: 10 tune images x the 10 training kernels x noise 2.55 / 7.65; 16 % error each way)
+LIKELIHOOD_MARGIN = 0.0029
+# the same on frames with unknown boundaries (tapered y; ... --boundary unknown; 19 % each way)
+LIKELIHOOD_MARGIN_FRAME = 0.0034
 QUANT_VAR = 1.0 / (12.0 * 255.0 ** 2)  # 8-bit rounding of the observation, as a noise variance
 ALPHA_RANGE = (0.2, 3.0)  # the image spectrum's exponent a (natural images: about 1)
 NEWTON_STEPS = 12
@@ -319,16 +323,19 @@ def is_delta(k) -> bool:
 
 
 def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, margin=None,
-                    size: int = 0):
+                    size: int = 0, boundary: str = "circular"):
     """Calibrate a blur kernel from the observation alone (no network): the ``likelihood``
     criterion's search of :func:`dynpnp_jax.restore`'s ``calibrated`` mode.
 
     Args:
-      y: (B, H, W, C) blurred, noisy images in [0, 1] (circular blur assumed).
+      y: (B, H, W, C) blurred, noisy images in [0, 1]: a circular blur, or with
+        ``boundary='unknown'`` the frame of a larger blurred scene (scored tapered, as
+        :func:`likelihood_score` with ``taper`` = the support).
       k_given: (kh, kw) or (B, kh, kw) the kernel the user believes (a delta: nothing known).
       noise_level: noise std of ``y`` on the [0, 1] scale (e.g. 2.55 / 255).
       stages, grid, margin, size: as ``make_config``'s ``calib_*`` (defaults: the likelihood
-        stages, ``LIKELIHOOD_MARGIN``, a support from the given kernel).
+        stages, ``LIKELIHOOD_MARGIN`` (``LIKELIHOOD_MARGIN_FRAME`` for frames), a support from
+        the given kernel).
     Returns ``(kernels (B, size, size), theta)`` with ``theta`` as ``Trajectory.calib``."""
     from .validation import check_images
 
@@ -344,7 +351,10 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
     if not np.isfinite(nl) or nl < 0 or nl > 1:
         raise ValueError(f"noise_level: expected the noise std on the [0, 1] scale (0..1), got "
                          f"{noise_level!r}; fix: 2.55 / 255 for 8-bit noise 2.55")
-    margin = LIKELIHOOD_MARGIN if margin is None else float(margin)
+    if boundary not in ("circular", "unknown"):
+        raise ValueError(f"boundary: expected 'circular' or 'unknown', got {boundary!r}")
+    default = LIKELIHOOD_MARGIN_FRAME if boundary == "unknown" else LIKELIHOOD_MARGIN
+    margin = default if margin is None else float(margin)
     if not np.isfinite(margin) or margin < 0:
         raise ValueError(f"margin: expected a finite number >= 0 (nats per pixel; 0 takes any "
                          f"improvement), got {margin!r}; fix: leave it None for the default")
@@ -355,10 +365,12 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
                          f"size >= {max(k.shape[1:])} or 0 (from the kernel and the scales)")
     stages = tuple(stages) if stages is not None else default_stages(is_delta(k), grid, "likelihood")
     size = int(size) or support_size(k.shape[1:], stages)
-    return _estimate(y, jnp.asarray(k), jnp.float32(nl), jnp.float32(margin), stages, grid, size)
+    taper = size if boundary == "unknown" else 0
+    return _estimate(y, jnp.asarray(k), jnp.float32(nl), jnp.float32(margin), stages, grid, size,
+                     taper)
 
 
-def _estimate_impl(y, k, nl, margin, stages, grid, size):
+def _estimate_impl(y, k, nl, margin, stages, grid, size, taper=0):
     b = y.shape[0]
     k = jnp.broadcast_to(k, (b,) + k.shape[1:])
 
@@ -366,21 +378,24 @@ def _estimate_impl(y, k, nl, margin, stages, grid, size):
         return jax.vmap(warp_kernel, in_axes=(0, None, 0, 0, 0))(
             k, size, theta["scale"], theta["angle"], theta["width"])
 
-    theta = search(lambda th: likelihood_score(y, kernels_for(th), nl * nl), b, stages, grid,
-                   margin, sequential=True)
+    theta = search(lambda th: likelihood_score(y, kernels_for(th), nl * nl, taper), b, stages,
+                   grid, margin, sequential=True)
     return kernels_for(theta), theta
 
 
-_estimate = jax.jit(_estimate_impl, static_argnames=("stages", "grid", "size"))
+_estimate = jax.jit(_estimate_impl, static_argnames=("stages", "grid", "size", "taper"))
 
 
 # ------------------------------------------------------------------------------ the margin
 def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle", 10.0)),
-                      progress=True) -> dict:
+                      progress=True, boundary: str = "circular") -> dict:
     """How much the likelihood search "improves" on a RIGHT kernel (false gains: model mismatch
     of the Gaussian image prior) and on WRONG ones (the given kernel scaled / rotated), per pixel,
     on training images degraded the ``dpir`` way (uint8 circular blur, seeded noise). The margin
-    is set between the two (``python -m dynpnp_jax.calibration``); never on test images."""
+    is set between the two (``python -m dynpnp_jax.calibration``); never on test images.
+    ``boundary='unknown'``: the same on frames (the blurred image's part no wrapped pixel
+    reaches, :func:`dynpnp_jax.data.degradations.frame_crop`), scored tapered."""
+    from .data.degradations import frame_crop
     from .tune import degrade_dpir
     try:
         from tqdm.auto import tqdm
@@ -392,13 +407,16 @@ def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle"
     for i, j, n in it:
         gt, kt = images[i], np.asarray(kerns[j], np.float64)
         gt = gt[: gt.shape[0] // 8 * 8, : gt.shape[1] // 8 * 8]
-        y = degrade_dpir(gt, kt, n).astype(np.float32)[None, ..., None]
-        _, th = estimate_kernel(y, kt, n / 255.0, margin=0.0)
+        y = degrade_dpir(gt, kt, n).astype(np.float32)
+        if boundary == "unknown":
+            y = frame_crop(y, kt.shape)
+        y = y[None, ..., None]
+        _, th = estimate_kernel(y, kt, n / 255.0, margin=0.0, boundary=boundary)
         right.append(float(th["gain"][0]))
         for p, v in wrong:
             kw = np.asarray(warp_kernel(jnp.asarray(kt, jnp.float32), support_size(kt.shape, ((p, (v,)),)),
                                         **{p: v}))
-            _, th = estimate_kernel(y, kw, n / 255.0, margin=0.0)
+            _, th = estimate_kernel(y, kw, n / 255.0, margin=0.0, boundary=boundary)
             wrong_gain[f"{p}={v:g}"].append(float(th["gain"][0]))
     return {"right": right, "wrong": wrong_gain}
 
@@ -424,6 +442,8 @@ def main(argv=None) -> int:
     p.add_argument("--quantile", type=float, default=None,
                    help="set the margin at this quantile of the right-kernel gains instead of "
                         "the equal-error threshold")
+    p.add_argument("--boundary", choices=("circular", "unknown"), default="circular",
+                   help="unknown: the margin for frames of a larger blurred scene (tapered)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from .tune import load_tune_images, training_kernels
@@ -431,7 +451,7 @@ def main(argv=None) -> int:
     imgs = [np.uint8(np.round(im * 255.0)) for im in load_tune_images()]
     imgs = imgs[: args.limit] if args.limit else imgs
     kerns = training_kernels()  # kernels_12 without its two Levin kernels
-    st = margin_statistics(imgs, kerns, args.noise)
+    st = margin_statistics(imgs, kerns, args.noise, boundary=args.boundary)
     right = np.asarray(st["right"])
     if args.quantile is not None:
         margin, rule = float(np.quantile(right, args.quantile)), f"quantile {args.quantile}"
@@ -439,6 +459,7 @@ def main(argv=None) -> int:
         margin, rule = equal_error_margin(right, np.asarray(st["wrong"]["scale=1.25"])), \
             "equal error rate: right kernels moved = wrong (scale 1.25) kernels kept"
     summary = {"images": len(imgs), "kernels": len(kerns), "noise": args.noise,
+               "boundary": args.boundary,
                "rule": rule, "margin": margin,
                "right_gain": {"mean": float(right.mean()), "max": float(right.max()),
                               "kept_at_margin": float(np.mean(right <= margin))},

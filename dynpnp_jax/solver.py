@@ -91,7 +91,7 @@ class Config:
     calib_grid: int = struct.field(pytree_node=False, default=5)
     calib_size: int = struct.field(pytree_node=False, default=0)
     calib_criterion: str = struct.field(pytree_node=False, default="likelihood")
-    calib_margin: float = struct.field(pytree_node=False, default=0.0)
+    calib_margin: Optional[float] = struct.field(pytree_node=False, default=None)
     boundary: str = struct.field(pytree_node=False, default="auto")
     boundary_iters: int = struct.field(pytree_node=False, default=16)
     delta: Any = 0.01
@@ -268,7 +268,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         a discrepancy penalty; 9x the cost of ``dpir`` and measured worse, RESULTS.md).
         ``calib_margin``: the given kernel is kept unless the chosen one lowers the criterion by
         more than this (likelihood: nats per pixel; default
-        :data:`~dynpnp_jax.calibration.LIKELIHOOD_MARGIN`, set on training images; sparsity: 0).
+        :data:`~dynpnp_jax.calibration.LIKELIHOOD_MARGIN`, or ``LIKELIHOOD_MARGIN_FRAME`` with
+        ``boundary='unknown'``, both set on training images; sparsity: 0).
         ``calib_stages``: ``((param, values or 'refine'), ...)``, default from the given kernel
         (:func:`~dynpnp_jax.calibration.default_stages`); ``calib_grid``: points of each stage;
         ``calib_size``: the support of the calibrated kernel (0: from the given kernel).
@@ -338,10 +339,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
     if calib_criterion not in ("likelihood", "sparsity"):
         raise ValueError(f"calib_criterion must be 'likelihood' or 'sparsity', got "
                          f"{calib_criterion!r}")
-    if calib_margin is None:
-        from .calibration import LIKELIHOOD_MARGIN
-        calib_margin = LIKELIHOOD_MARGIN if calib_criterion == "likelihood" else 0.0
-    if (isinstance(calib_margin, bool) or not isinstance(calib_margin, (int, float, np.floating))
+    if calib_margin is not None and (
+            isinstance(calib_margin, bool) or not isinstance(calib_margin, (int, float, np.floating))
             or not np.isfinite(calib_margin) or calib_margin < 0):
         raise ValueError(f"calib_margin must be a finite number >= 0 (0: take any improvement), "
                          f"got {calib_margin!r}")
@@ -359,7 +358,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                  calib_stages=calib_stages or (), calib_iters=int(calib_iters),
                  calib_crop=int(calib_crop), calib_grid=int(calib_grid),
                  calib_size=int(calib_size), calib_criterion=calib_criterion,
-                 calib_margin=float(calib_margin), boundary=boundary,
+                 calib_margin=None if calib_margin is None else float(calib_margin),
+                 boundary=boundary,
                  boundary_iters=int(boundary_iters),
                  delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
                  tol=stop_tol, noise=0.0 if noise_level is None else noise_level)
@@ -648,7 +648,13 @@ def _resolve_calibration(params: dict, cfg: Config) -> Config:
     """``calibrated`` mode: default stages and kernel support from the given kernel (static)."""
     if cfg.mode != "calibrated":
         return cfg
-    from .calibration import default_stages, is_delta, support_size
+    from .calibration import (LIKELIHOOD_MARGIN, LIKELIHOOD_MARGIN_FRAME, default_stages, is_delta,
+                              support_size)
+
+    if cfg.calib_margin is None:  # the criterion's default, set on training images
+        cfg = cfg.replace(calib_margin=0.0 if cfg.calib_criterion != "likelihood" else
+                          LIKELIHOOD_MARGIN_FRAME if cfg.boundary == "unknown" else
+                          LIKELIHOOD_MARGIN)
 
     k = params["A"].k
     stages = cfg.calib_stages
