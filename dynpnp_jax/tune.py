@@ -357,9 +357,12 @@ def _peak_rss_mib() -> float:
 def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, batch: int = 3,
               lr: float = 0.03, seed: int = 0, loss: str = "psnr", quantize: bool = True,
               remat: bool = False, val_size: int = 16, val_every: int = 0,
-              average_from: float = 0.5, net=None, cleans=None, verbose: bool = True) -> dict:
+              average_from: float = 0.5, net=None, cleans=None, verbose: bool = True,
+              ensemble: bool = False) -> dict:
     """Tune DPIR's per-iteration ``sigma_t`` and ``mu_t`` (rho) for one noise level (8-bit) and
     ``iters`` by Adam on their logarithms, from :func:`~dynpnp_jax.dpir_schedule`.
+    ``ensemble``: train (and validate) the loop as it is evaluated, with the x8 self-ensemble
+    (iteration t sees the (t mod 8)-th flip/rotation: no extra network calls).
 
     Training data: random crops of the tune images blurred with random ``kernels_12.mat``
     kernels (:func:`make_batch`, seed ``seed``). Adam's learning rate decays (cosine) from ``lr``
@@ -387,9 +390,9 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
     net = frozen_network(net if net is not None else load_network("ffdnet-gray"), remat=remat)
     cleans = cleans if cleans is not None else load_tune_images()
     kerns = training_kernels()
-    f = dpir_loss_fn(net, iters, noise, loss=loss)
+    f = dpir_loss_fn(net, iters, noise, loss=loss, ensemble=ensemble)
     grad_fn = jax.jit(jax.value_and_grad(f))
-    val_fn = jax.jit(dpir_loss_fn(net, iters, noise, loss="psnr"))
+    val_fn = jax.jit(dpir_loss_fn(net, iters, noise, loss="psnr", ensemble=ensemble))
     vrng = np.random.RandomState(seed + 1)
     val = [make_batch(vrng, cleans, kerns, crop=crop, batch=min(val_size, 8), noise=noise,
                       quantize=quantize) for _ in range(max(1, -(-val_size // 8)))]
@@ -431,7 +434,8 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
             "val_history": val_hist, "loss_history": history,
             "seconds": time.time() - t0, "peak_rss_mib": _peak_rss_mib(),
             "settings": dict(steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, loss=loss,
-                             quantize=quantize, remat=remat, average_from=average_from)}
+                             quantize=quantize, remat=remat, average_from=average_from,
+                             ensemble=bool(ensemble))}
 
 
 # ---------------------------------------------------------------- the A-step's sizes
@@ -604,14 +608,18 @@ def dpir_kwargs(noise: float, iters: int, values: dict | None = None) -> dict:
 # ---------------------------------------------------------------- config file
 def render_config(results: list, command: str, evals: dict | None = None) -> str:
     """The text of ``configs/dpir_tuned.py`` for the tuning ``results``."""
+    ens = any(r.get("settings", {}).get("ensemble") for r in results)
     lines = ['"""DPIR deblurring schedules (per-iteration ``sigma`` and ``mu`` = rho) tuned by '
              'gradient through the',
-             "unrolled ``dpir`` loop with the FFDNet-gray prior, on ``shared/data/tune`` (DnCNN "
-             "training images)",
-             "blurred with the ``kernels_12.mat`` kernels -- never on Set3G or the Levin kernels. "
-             "One schedule per",
-             "noise level (8-bit) and number of iterations T, initialised from "
-             "``dpir_schedule(T, noise)``.", "", "Produced by:", "", f"    {command}", ""]
+             "unrolled ``dpir`` loop with the FFDNet-gray prior"
+             + (", with the x8 self-ensemble," if ens else ",") + " on ``shared/data/tune`` "
+             "(DnCNN training images)",
+             "blurred with ``tune.training_kernels()``: the ``kernels_12.mat`` kernels except #9 "
+             "and #10, which are",
+             "Levin's k8 and k7 -- never Set3G or a Levin kernel. One schedule per noise level "
+             "(8-bit) and number",
+             "of iterations T, initialised from ``dpir_schedule(T, noise)``.", "", "Produced by:",
+             "", f"    {command}", ""]
     lines.append("Training: " + ", ".join(
         f"noise {r['noise']:g} T={r['iters']}: {r['seconds'] / 60:.1f} min, peak RSS "
         f"{r['peak_rss_mib']:.0f} MiB, tune-val PSNR {r['val_psnr_dpir']:.2f} -> "
@@ -659,7 +667,8 @@ def format_table(evals: dict) -> str:
 
 def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float, seed: int,
              loss: str, quantize: bool, remat: bool, evaluate: bool, val_every: int = 0,
-             verbose: bool = True, checkpoint=None, previous: dict | None = None) -> dict:
+             verbose: bool = True, checkpoint=None, previous: dict | None = None,
+             ensemble: bool = False) -> dict:
     """Tune every (noise, iters), then (optionally) evaluate DPIR's and the tuned schedules.
 
     ``checkpoint(results, evals)`` is called after each tuned schedule and each evaluation (to
@@ -685,7 +694,7 @@ def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float
             cleans = cleans if cleans is not None else load_tune_images()
             r = tune_dpir(noise, iters, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed,
                           loss=loss, quantize=quantize, remat=remat, val_every=val_every,
-                          net=net, cleans=cleans, verbose=verbose)
+                          net=net, cleans=cleans, verbose=verbose, ensemble=ensemble)
             results.append(r)
             if checkpoint is not None:
                 checkpoint(results, evals)
@@ -753,6 +762,9 @@ def main(argv=None) -> int:
                    help="dpir: minus the mean PSNR (default) or the MSE")
     p.add_argument("--no-quantize", action="store_true",
                    help="dpir: no 8-bit truncation of the blurred training crops")
+    p.add_argument("--ensemble", action="store_true",
+                   help="dpir: tune with the x8 self-ensemble, as the schedules are evaluated "
+                        "(no extra network calls; write to configs/dpir_tuned_x8.py)")
     p.add_argument("--remat", action="store_true",
                    help="dpir: recompute each FFDNet call in the backward pass (less memory)")
     p.add_argument("--val-every", type=int, default=0,
@@ -807,7 +819,7 @@ def main(argv=None) -> int:
     command = "python -m dynpnp_jax.tune " + " ".join(shlex.quote(a) for a in given)
     settings = dict(steps=steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
                     loss=args.loss, quantize=not args.no_quantize, remat=args.remat,
-                    average_from=0.5)
+                    average_from=0.5, ensemble=args.ensemble)
     previous = None
     if args.resume:
         try:
@@ -829,12 +841,15 @@ def main(argv=None) -> int:
     out = run_dpir(args.noise, iters, steps=steps, crop=args.crop, batch=args.batch, lr=args.lr,
                    seed=args.seed, loss=args.loss, quantize=not args.no_quantize,
                    remat=args.remat, evaluate=not args.no_eval, val_every=args.val_every,
-                   checkpoint=save, previous=previous)
+                   checkpoint=save, previous=previous, ensemble=args.ensemble)
     _print_dpir_table(out)
     save(out["results"], out["evals"])
     if args.write_config:
         print(f"\nwrote {args.write_config}")
     return 0
+
+
+SETTING_DEFAULTS = {"ensemble": False}  # settings added later: older --out files ran without
 
 
 def _load_previous(path, settings: dict) -> dict:
@@ -843,7 +858,7 @@ def _load_previous(path, settings: dict) -> dict:
         data = json.load(f)
     results = data.get("results", [])
     for r in results:
-        got = {k: r.get("settings", {}).get(k) for k in settings}
+        got = {k: r.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) for k in settings}
         if got != settings:
             diff = {k: (got[k], v) for k, v in settings.items() if got[k] != v}
             raise ValueError(f"{path}: run noise={r['noise']:g} T={r['iters']} was made with other "

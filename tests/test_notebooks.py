@@ -31,6 +31,9 @@ def _check_deblur(s: dict, stdout: str) -> None:
     assert wrong["dpir, true kernel"] > wrong["dpir, given kernel"] + 1
     assert wrong["calibrated from the given kernel"] > wrong["dpir, given kernel"] + 0.5
     assert wrong["dpir, given kernel"] > wrong["input"]
+    photo = s["photograph"]                            # a frame of the blurred scene
+    assert photo["dpir, told unknown"] > photo["dpir, told circular"] + 3
+    assert photo["dpir, told unknown"] > photo["input"] + 3
     assert set(gopro) == {"input", "prior", "authors"}  # the GoPro section ran (shared has it)
     assert gopro["prior"] > gopro["input"] + 3        # DMPHN deblurs a 128 px crop
     assert abs(gopro["authors"] - gopro["prior"]) < 0.5
