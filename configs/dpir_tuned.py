@@ -1,39 +1,34 @@
 """DPIR deblurring schedules (per-iteration ``sigma`` and ``mu`` = rho) tuned by gradient through the
 unrolled ``dpir`` loop with the FFDNet-gray prior, on ``shared/data/tune`` (DnCNN training images)
-blurred with the ``kernels_12.mat`` kernels -- never on Set3G or the Levin kernels. One schedule per
-noise level (8-bit) and number of iterations T, initialised from ``dpir_schedule(T, noise)``.
+blurred with ``tune.training_kernels()``: the ``kernels_12.mat`` kernels except #9 and #10, which are
+Levin's k8 and k7 -- never Set3G or a Levin kernel. One schedule per noise level (8-bit) and number
+of iterations T, initialised from ``dpir_schedule(T, noise)``.
 
 Produced by:
 
-    python -m dynpnp_jax.tune --task dpir --noise 2.55 7.65 --iters 8 4 --steps 200 --crop 128 --batch 3 --val-every 50 --write-config configs/dpir_tuned.py --out results/tune_dpir.json
+    python -m dynpnp_jax.tune --task dpir --noise 2.55 7.65 --iters 8 4 --steps 200 --crop 128 --batch 3 --val-every 50 --no-eval --write-config configs/dpir_tuned.py --out results/tune_dpir.json
 
-(run in two parts: the first three schedules by that command, stopped during 7.65 T=4; then that
-one alone with the same settings, ``... --noise 7.65 --iters 4 --steps 200 --crop 128 --batch 3
---val-every 50 --no-eval``; every (noise, T) run seeds its own generator, so the parts equal one
-run of the command. Tuning is without the x8 self-ensemble; the CLI method ``dpir-tuned`` of
-``configs/dpir.py`` runs these schedules with it.)
-
-Training: noise 2.55 T=8: 31.6 min, peak RSS 604 MiB, tune-val PSNR 27.43 -> 27.53, noise 2.55 T=4: 16.4 min, peak RSS 604 MiB, tune-val PSNR 27.18 -> 27.56, noise 7.65 T=8: 30.8 min, peak RSS 642 MiB, tune-val PSNR 25.12 -> 25.22, noise 7.65 T=4: 20.0 min, peak RSS 556 MiB, tune-val PSNR 25.05 -> 25.28.
+Training: noise 2.55 T=8: 16.0 min, peak RSS 584 MiB, tune-val PSNR 28.33 -> 28.41, noise 2.55 T=4: 6.6 min, peak RSS 596 MiB, tune-val PSNR 28.02 -> 28.32, noise 7.65 T=8: 12.8 min, peak RSS 649 MiB, tune-val PSNR 26.16 -> 26.28, noise 7.65 T=4: 6.4 min, peak RSS 649 MiB, tune-val PSNR 25.99 -> 26.21.
 """
 from __future__ import annotations
 
 # (noise on the 8-bit scale, iterations) -> per-iteration values on the [0, 1] scale
 TUNED = {
     (2.55, 8): {
-        "sigma": [0.198104, 0.138143, 0.0904854, 0.0585378, 0.0386603, 0.0234405, 0.0145776, 0.00660587],
-        "mu": [0.00016177, 0.000958152, 0.0028453, 0.00627407, 0.0155228, 0.0384478, 0.0980683, 0.201303],
+        "sigma": [0.195031, 0.131157, 0.090919, 0.0589078, 0.0382761, 0.0235239, 0.0142999, 0.00667274],
+        "mu": [0.000194943, 0.000751618, 0.00274576, 0.00695874, 0.0155167, 0.0386931, 0.0989653, 0.209923],
     },
     (2.55, 4): {
-        "sigma": [0.173804, 0.0677416, 0.027832, 0.00805514],
-        "mu": [0.000239863, 0.00389232, 0.0240641, 0.156267],
+        "sigma": [0.177041, 0.0704693, 0.027883, 0.00779002],
+        "mu": [0.000244708, 0.00357792, 0.0234056, 0.163475],
     },
     (7.65, 8): {
-        "sigma": [0.25124, 0.155701, 0.124108, 0.0925103, 0.0728667, 0.0536387, 0.0387808, 0.0244277],
-        "mu": [0.00343577, 0.00829048, 0.0149402, 0.0225271, 0.037578, 0.0674158, 0.123744, 0.196086],
+        "sigma": [0.212289, 0.15701, 0.118582, 0.0924371, 0.0735948, 0.0555861, 0.0392227, 0.0257176],
+        "mu": [0.00386783, 0.00857233, 0.0147025, 0.0232359, 0.0389875, 0.0682845, 0.11994, 0.189932],
     },
     (7.65, 4): {
-        "sigma": [0.220546, 0.106077, 0.0569741, 0.0251346],
-        "mu": [0.00292216, 0.0158573, 0.0508938, 0.193196],
+        "sigma": [0.211594, 0.107888, 0.0564269, 0.0261135],
+        "mu": [0.00340242, 0.0154073, 0.0527655, 0.184599],
     },
 }
 
