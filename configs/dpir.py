@@ -39,6 +39,9 @@ def get_config() -> dict:
             # (configs/dpir_tuned.py, made by python -m dynpnp_jax.tune --task dpir), picked for
             # the condition's noise level and T (--iters); other (noise, T) pairs are refused
             "dpir-tuned": {"mode": "dpir", "ensemble": True, "schedule": "dpir_tuned"},
+            # the same, with the schedules tuned WITH the x8 self-ensemble in the training loss
+            # (configs/dpir_tuned_x8.py, python -m dynpnp_jax.tune --task dpir --ensemble)
+            "dpir-tuned-x8": {"mode": "dpir", "ensemble": True, "schedule": "dpir_tuned_x8"},
             # deblurring, run when named: the loop told the blur is circular whatever the data
             # (--boundary unknown: what ignoring the frame's edges costs)
             "dpir-circular": {"mode": "dpir", "ensemble": True, "boundary": "circular",

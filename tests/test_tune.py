@@ -244,15 +244,19 @@ def test_render_config_round_trip(tmp_path):
         mod.get_config(7.65, 2)
 
 
-def test_shipped_config_is_valid():
-    from configs import dpir_tuned
+@pytest.mark.parametrize("name", ["dpir_tuned", "dpir_tuned_x8"])
+def test_shipped_config_is_valid(name):
+    import importlib
 
-    assert dpir_tuned.TUNED, "configs/dpir_tuned.py has no schedules"
-    for (noise, iters), vals in dpir_tuned.TUNED.items():
+    mod = importlib.import_module(f"configs.{name}")
+    assert mod.TUNED, f"configs/{name}.py has no schedules"
+    for (noise, iters), vals in mod.TUNED.items():
         assert noise in tune.DPIR_NOISES and len(vals["sigma"]) == len(vals["mu"]) == iters
-        cfg = make_config(**dpir_tuned.get_config(noise, iters))
+        cfg = make_config(**mod.get_config(noise, iters))
         assert cfg.mode == "dpir" and float(cfg.noise) == pytest.approx(noise / 255)
-    assert "python -m dynpnp_jax.tune --task dpir" in dpir_tuned.__doc__
+    assert "python -m dynpnp_jax.tune --task dpir" in mod.__doc__
+    assert "training_kernels()" in mod.__doc__  # tuned without the Levin kernels
+    assert ("--ensemble" in mod.__doc__) == name.endswith("x8")
 
 
 # ------------------------------------------------------------------ arguments
