@@ -467,8 +467,9 @@ def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, st
         protocol, requested = _dpir_conditions(args, protocol, noise_levels)
         cond_arg = "--kernel/--noise" if protocol.task != "inpaint" else "--mask/--noise"
     elif protocol.condition_name == "sigma":
-        _refuse(args, ("--kernel", "--scale", "--mask", "--boundary"), f"protocol {protocol.name!r} denoises "
-                f"(known degradations: --task deblur, sr or inpaint)")
+        _refuse(args, ("--kernel", "--scale", "--mask", "--boundary"),
+                f"protocol {protocol.name!r} denoises (known degradations: --task deblur, sr or "
+                f"inpaint)")
         requested = args.sigma
         if noise_levels is not None:
             if args.sigma:
@@ -480,7 +481,7 @@ def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, st
         cond_arg = "--sigma"
     else:
         why = f"protocol {protocol.name!r} restores recorded blur, with no known degradation"
-        _refuse(args, ("--sigma", "--kernel", "--scale", "--mask"), why)
+        _refuse(args, ("--sigma", "--kernel", "--scale", "--mask", "--boundary"), why)
         if noise_levels is not None:
             raise UsageError(f"--noise {' '.join(map(str, noise_levels))}: {why}. Fix: leave "
                              f"--noise out.")

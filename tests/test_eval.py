@@ -548,7 +548,8 @@ def test_recorded_blur_takes_no_known_degradation(pairs, tmp_path, capsys):
     for extra, expected in ((["--task", "sr"], "--task sr: dataset 'folder'.*blur/sharp pairs"),
                             (["--noise", "2.55"], "--noise 2.55: protocol 'gopro' restores "
                                                   "recorded blur"),
-                            (["--kernel", "levin"], "--kernel levin: protocol 'gopro'")):
+                            (["--kernel", "levin"], "--kernel levin: protocol 'gopro'"),
+                            (["--boundary", "unknown"], "--boundary unknown: protocol 'gopro'")):
         import re
 
         msg = _fails(["--dataset", "folder", "--data-dir", str(pairs), "--out",
