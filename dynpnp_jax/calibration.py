@@ -340,8 +340,8 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
 
     Args:
       y: (B, H, W, C) blurred, noisy images in [0, 1]: a circular blur, or with
-        ``boundary='unknown'`` the frame of a larger blurred scene (scored tapered, as
-        :func:`likelihood_score` with ``taper`` = the support).
+        ``boundary='unknown'`` the frame of a larger blurred scene (made periodic first, as
+        :func:`likelihood_score` does with ``taper`` > 0: its periodic component by default).
       k_given: (kh, kw) or (B, kh, kw) the kernel the user believes (a delta: nothing known).
       noise_level: noise std of ``y`` on the [0, 1] scale (e.g. 2.55 / 255).
       stages, grid, margin, size: as ``make_config``'s ``calib_*`` (defaults: the likelihood
@@ -405,7 +405,7 @@ def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle"
     on training images degraded the ``dpir`` way (uint8 circular blur, seeded noise). The margin
     is set between the two (``python -m dynpnp_jax.calibration``); never on test images.
     ``boundary='unknown'``: the same on frames (the blurred image's part no wrapped pixel
-    reaches, :func:`dynpnp_jax.data.degradations.frame_crop`), scored tapered."""
+    reaches, :func:`dynpnp_jax.data.degradations.frame_crop`), scored made periodic."""
     from .data.degradations import frame_crop
     from .tune import degrade_dpir
     try:

@@ -501,7 +501,7 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
         return jax.vmap(cal.warp_kernel, in_axes=(0, None, 0, 0, 0))(
             k_given, size, theta["scale"], theta["angle"], theta["width"])
 
-    taper = size if cfg.boundary == "unknown" else 0  # a photograph: window y to periodic
+    taper = size if cfg.boundary == "unknown" else 0  # a frame: score it made periodic
 
     def score(theta):
         kern = kernels_for(theta)
