@@ -36,9 +36,6 @@ TUNED = {
 def get_config(noise: float = 2.55, iters: int = 8, ensemble: bool = False) -> dict:
     """``make_config`` keyword arguments of the tuned schedule for ``noise`` (8-bit: 2.55 or 7.65)
     and ``iters``: ``make_config(**get_config(7.65, 4))``."""
-    key = (float(noise), int(iters))
-    if key not in TUNED:
-        raise KeyError(f"no tuned schedule for noise={noise}, iters={iters}; have {sorted(TUNED)}")
-    vals = TUNED[key]
-    return {"mode": "dpir", "iters": int(iters), "noise_level": float(noise) / 255,
-            "sigma": list(vals["sigma"]), "mu": list(vals["mu"]), "ensemble": bool(ensemble)}
+    from dynpnp_jax.tune import schedule_kwargs
+
+    return schedule_kwargs(TUNED, noise, iters, ensemble)

@@ -642,15 +642,21 @@ def render_config(results: list, command: str, evals: dict | None = None) -> str
               '    """``make_config`` keyword arguments of the tuned schedule for ``noise`` (8-bit: '
               '2.55 or 7.65)',
               '    and ``iters``: ``make_config(**get_config(7.65, 4))``."""',
-              "    key = (float(noise), int(iters))",
-              "    if key not in TUNED:",
-              '        raise KeyError(f"no tuned schedule for noise={noise}, iters={iters}; have '
-              '{sorted(TUNED)}")',
-              "    vals = TUNED[key]",
-              '    return {"mode": "dpir", "iters": int(iters), "noise_level": float(noise) / 255,',
-              '            "sigma": list(vals["sigma"]), "mu": list(vals["mu"]), "ensemble": bool(ensemble)}',
+              "    from dynpnp_jax.tune import schedule_kwargs",
+              "",
+              "    return schedule_kwargs(TUNED, noise, iters, ensemble)",
               ""]
     return "\n".join(lines)
+
+
+def schedule_kwargs(tuned: dict, noise: float, iters: int, ensemble: bool = False) -> dict:
+    """``make_config`` keyword arguments of the schedule ``tuned[(noise, iters)]`` (a config's
+    ``TUNED``: per-iteration ``sigma`` and ``mu``); ``KeyError`` naming what there is."""
+    key = (float(noise), int(iters))
+    if key not in tuned:
+        raise KeyError(f"no tuned schedule for noise={noise}, iters={iters}; have {sorted(tuned)}")
+    vals = tuned[key]
+    return {**dpir_kwargs(noise, iters, vals), "ensemble": bool(ensemble)}
 
 
 def format_table(evals: dict) -> str:
