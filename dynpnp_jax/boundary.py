@@ -14,9 +14,9 @@ iteration, with the blur of the current estimate (``complete``): the complete-da
 circular one, whose fixed point is the solution of the masked problem. The margin starts as the
 frame's mirror image (``extend``). The result is cropped back to the frame.
 
-:func:`periodic_component` (default) or :func:`taper` give the kernel-likelihood criterion of
+:func:`periodic_component` gives the kernel-likelihood criterion of
 :mod:`dynpnp_jax.calibration` a periodic image to score: Moisan's periodic component of the
-frame, or its mean-removed values under a window that falls to zero at the edges.
+frame.
 """
 from __future__ import annotations
 
@@ -76,24 +76,6 @@ def complete(y_ext: Array, mask: Array, blurred: Array) -> Array:
     """The observation on the extended grid: ``y`` on the frame, ``blurred`` (the blur of the
     current estimate) on the margin."""
     return mask * y_ext + (1.0 - mask) * blurred
-
-
-def taper(y: Array, width: int) -> tuple[Array, Array]:
-    """``(y_w, power)``: ``(y - mean) * window`` per image and channel, the window flat inside
-    and a raised cosine over ``width`` pixels at every edge (0 on the edge itself), so that the
-    result is periodic; ``power`` = mean(window^2), the fraction of the noise variance that
-    remains."""
-    b, h, w, c = y.shape
-    width = max(1, min(int(width), h // 2, w // 2))
-
-    def ramp(n):
-        i = jnp.arange(n, dtype=jnp.float32)
-        d = jnp.minimum(i, n - 1 - i)  # distance to the nearest edge
-        return jnp.where(d < width, 0.5 - 0.5 * jnp.cos(jnp.pi * d / width), 1.0)
-
-    win = ramp(h)[:, None] * ramp(w)[None, :]
-    yc = y - jnp.mean(y, axis=(1, 2), keepdims=True)
-    return yc * win[None, :, :, None], jnp.mean(win ** 2)
 
 
 def masked_solve(op, y_ext: Array, mask: Array, v: Array, mu, x0: Array, iters: int) -> Array:

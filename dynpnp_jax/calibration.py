@@ -150,12 +150,9 @@ def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Arra
 # nats per pixel: the equal-error threshold on training images (python -m dynpnp_jax.calibration
 # --limit 10: 10 tune images x the 10 training kernels x noise 2.55 / 7.65; 16 % error each way)
 LIKELIHOOD_MARGIN = 0.0029
-# the same on frames with unknown boundaries (... --boundary unknown: 18 % each way; with the
-# raised-cosine taper instead of the periodic component, 0.0034 and 19 %)
+# the same on frames with unknown boundaries, scored on their periodic component (...
+# --boundary unknown: 18 % each way; a raised-cosine taper window instead gave 0.0034 and 19 %)
 LIKELIHOOD_MARGIN_FRAME = 0.0031
-# how a frame is made periodic for the likelihood: 'periodic' (Moisan's periodic component) or
-# 'taper' (a window falling to zero over the kernel support)
-FRAME = "periodic"
 QUANT_VAR = 1.0 / (12.0 * 255.0 ** 2)  # 8-bit rounding of the observation, as a noise variance
 ALPHA_RANGE = (0.2, 3.0)  # the image spectrum's exponent a (natural images: about 1)
 NEWTON_STEPS = 12
@@ -168,7 +165,7 @@ def _freq_weight(h: int, w: int) -> Array:
     return (2 - 2 * jnp.cos(wy))[:, None] + (2 - 2 * jnp.cos(wx))[None, :]
 
 
-def likelihood_score(y: Array, k: Array, noise_var, taper: int = 0) -> Array:
+def likelihood_score(y: Array, k: Array, noise_var, frame: bool = False) -> Array:
     """Per image, the negative log marginal likelihood of ``y`` under kernel ``k`` (lower is
     better), per pixel, with the image integrated out (Levin et al., CVPR 2009 / 2011: MAP_k, not
     MAP_{x,k}).
@@ -184,28 +181,22 @@ def likelihood_score(y: Array, k: Array, noise_var, taper: int = 0) -> Array:
     the whole image.
 
     A frame cut out of a larger scene (``Blur(boundary='unknown')``) is not periodic: with
-    ``taper`` > 0 it is first made periodic -- by default (``FRAME = 'periodic'``) replaced by
-    its periodic component (:func:`dynpnp_jax.boundary.periodic_component`: the smooth part that
-    carries the edge jumps removed, all detail kept), or (``FRAME = 'taper'``) windowed to zero
-    over ``taper`` pixels at its edges (:func:`dynpnp_jax.boundary.taper`, the noise variance
-    scaled by the window's mean square). On training frames the first separates right from
-    wrong kernels slightly better (equal-error rate 18 % against 19 %).
+    ``frame=True`` it is replaced by its periodic component
+    (:func:`dynpnp_jax.boundary.periodic_component`: the smooth part that carries the edge jumps
+    removed, all detail kept). On training frames this separates right from wrong kernels
+    slightly better than a window falling to zero at the edges (equal-error rate 18 % against
+    19 %, RESULTS.md).
 
     Args: ``y`` (B, H, W, C); ``k`` (B, kh, kw) kernels; ``noise_var`` scalar or (B,);
-    ``taper`` (static int). Returns (B,)."""
+    ``frame`` (static bool). Returns (B,)."""
     from .operators import _otf
 
     b, h, w, ch = y.shape
     n = h * w
-    power = 1.0
-    if taper and FRAME == "periodic":
+    if frame:
         from .boundary import periodic_component
 
         yc = periodic_component(y)
-    elif taper:
-        from .boundary import taper as _taper
-
-        yc, power = _taper(y, taper)
     else:
         yc = y - jnp.mean(y, axis=(1, 2), keepdims=True)
     y2 = jnp.sum(jnp.abs(jnp.fft.fft2(yc, axes=(1, 2))) ** 2, axis=-1) / n  # (B, H, W)
@@ -213,7 +204,7 @@ def likelihood_score(y: Array, k: Array, noise_var, taper: int = 0) -> Array:
     d = _freq_weight(h, w)
     keep = (d > 0).astype(jnp.float32)[None]
     logd = jnp.log(jnp.where(d > 0, d, 1.0))[None]
-    var = (jnp.reshape(jnp.asarray(noise_var, jnp.float32), (-1, 1, 1)) + QUANT_VAR) * power
+    var = jnp.reshape(jnp.asarray(noise_var, jnp.float32), (-1, 1, 1)) + QUANT_VAR
     col = lambda v: v[:, None, None]  # noqa: E731
 
     def value(t, a):
@@ -341,7 +332,7 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
     Args:
       y: (B, H, W, C) blurred, noisy images in [0, 1]: a circular blur, or with
         ``boundary='unknown'`` the frame of a larger blurred scene (made periodic first, as
-        :func:`likelihood_score` does with ``taper`` > 0: its periodic component by default).
+        :func:`likelihood_score` does with ``frame=True``: its periodic component).
       k_given: (kh, kw) or (B, kh, kw) the kernel the user believes (a delta: nothing known).
       noise_level: noise std of ``y`` on the [0, 1] scale (e.g. 2.55 / 255).
       stages, grid, margin, size: as ``make_config``'s ``calib_*`` (defaults: the likelihood
@@ -376,12 +367,11 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
                          f"size >= {max(k.shape[1:])} or 0 (from the kernel and the scales)")
     stages = tuple(stages) if stages is not None else default_stages(is_delta(k), grid, "likelihood")
     size = int(size) or support_size(k.shape[1:], stages)
-    taper = size if boundary == "unknown" else 0
     return _estimate(y, jnp.asarray(k), jnp.float32(nl), jnp.float32(margin), stages, grid, size,
-                     taper)
+                     boundary == "unknown")
 
 
-def _estimate_impl(y, k, nl, margin, stages, grid, size, taper=0):
+def _estimate_impl(y, k, nl, margin, stages, grid, size, frame=False):
     b = y.shape[0]
     k = jnp.broadcast_to(k, (b,) + k.shape[1:])
 
@@ -389,12 +379,12 @@ def _estimate_impl(y, k, nl, margin, stages, grid, size, taper=0):
         return jax.vmap(warp_kernel, in_axes=(0, None, 0, 0, 0))(
             k, size, theta["scale"], theta["angle"], theta["width"])
 
-    theta = search(lambda th: likelihood_score(y, kernels_for(th), nl * nl, taper), b, stages,
+    theta = search(lambda th: likelihood_score(y, kernels_for(th), nl * nl, frame), b, stages,
                    grid, margin, sequential=True)
     return kernels_for(theta), theta
 
 
-_estimate = jax.jit(_estimate_impl, static_argnames=("stages", "grid", "size", "taper"))
+_estimate = jax.jit(_estimate_impl, static_argnames=("stages", "grid", "size", "frame"))
 
 
 # ------------------------------------------------------------------------------ the margin
@@ -454,7 +444,8 @@ def main(argv=None) -> int:
                    help="set the margin at this quantile of the right-kernel gains instead of "
                         "the equal-error threshold")
     p.add_argument("--boundary", choices=("circular", "unknown"), default="circular",
-                   help="unknown: the margin for frames of a larger blurred scene (tapered)")
+                   help="unknown: the margin for frames of a larger blurred scene "
+                        "(scored on their periodic component)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from .tune import load_tune_images, training_kernels

@@ -501,12 +501,11 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
         return jax.vmap(cal.warp_kernel, in_axes=(0, None, 0, 0, 0))(
             k_given, size, theta["scale"], theta["angle"], theta["width"])
 
-    taper = size if cfg.boundary == "unknown" else 0  # a frame: score it made periodic
-
     def score(theta):
         kern = kernels_for(theta)
         if cfg.calib_criterion == "likelihood":
-            return cal.likelihood_score(y, kern, jnp.square(cfg.noise), taper)
+            return cal.likelihood_score(y, kern, jnp.square(cfg.noise),
+                                        frame=cfg.boundary == "unknown")
         opc = Blur(k=kern)
         out, _ = _restore({"prior": prior, "A": opc}, y_c, coarse, None)
         return cal.calibration_score(opc(out) - y_c, out, var_n, margin)

@@ -3,7 +3,7 @@
 Checks: the margins hold the kernel's reach; the masked x-step is the exact solution of the
 masked least-squares problem (dense reference); the protocol's frame is a 'valid' convolution of
 the scene; a restored frame beats the circular model by a wide margin; calibration scores a
-tapered frame; argument errors."""
+frame's periodic component; argument errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -168,7 +168,8 @@ def test_boundary_values_do_not_recompile(ffdnet):
 
 
 def test_calibrated_on_a_frame_finds_the_width(ffdnet):
-    """The likelihood criterion on a tapered frame: told Gaussian 2.0, truth 1.6."""
+    """The likelihood criterion on a frame (its periodic component): told Gaussian 2.0, truth
+    1.6."""
     from dynpnp_jax import kernels as kn
     from PIL import Image
 

@@ -184,21 +184,14 @@ def test_estimate_kernel_undoes_a_rotation_and_keeps_a_right_kernel():
 
 
 def test_likelihood_on_a_frame():
-    """A frame of a larger image drawn from the prior (no periodic boundary): scored tapered
-    (boundary='unknown') the true Gaussian width wins; the estimate recovers it."""
+    """A frame of a larger image drawn from the prior (no periodic boundary): scored on its
+    periodic component (boundary='unknown') the true Gaussian width wins; the estimate recovers
+    it."""
     big = _power_law_image(160, seed=3)
     y = _blur(big, kernels.gaussian(1.5, size=25), 0.01)[:, 16:144, 16:144]  # 128x128 frame
     widths = (1.0, 1.25, 1.5, 1.75, 2.0)
     sc = [float(cal.likelihood_score(jnp.asarray(y), jnp.asarray(kernels.gaussian(w, size=25))[None],
-                                     1e-4, taper=25)[0]) for w in widths]
-    assert int(np.argmin(sc)) == 2, sc
-    old = cal.FRAME
-    try:
-        cal.FRAME = "taper"
-        sc = [float(cal.likelihood_score(jnp.asarray(y), jnp.asarray(kernels.gaussian(w, size=25))[None],
-                                         1e-4, taper=25)[0]) for w in widths]
-    finally:
-        cal.FRAME = old
+                                     1e-4, frame=True)[0]) for w in widths]
     assert int(np.argmin(sc)) == 2, sc
     k, th = cal.estimate_kernel(y, kernels.gaussian(2.0, size=25), 0.01, boundary="unknown")
     assert not bool(th["kept"][0])
