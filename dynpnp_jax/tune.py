@@ -136,6 +136,13 @@ def _check_int(name: str, value, lo: int, hi: int | None = None, fix: str = "") 
     return int(value)
 
 
+def _check_positive(name: str, value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+            np.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return float(value)
+
+
 # ---------------------------------------------------------------- a fast backward for FFDNet
 @jax.custom_vjp
 def _frozen_conv(x, w):
@@ -382,8 +389,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
     crop = _check_int("crop", crop, 32, TUNE_SIZE, fix=f"crops of the {TUNE_SIZE}x{TUNE_SIZE} "
                       "tune images must hold the 25x25 kernels and FFDNet's receptive field")
     batch = _check_int("batch", batch, 1)
-    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
+    _check_positive("lr", lr, "a positive learning rate")
     if not 0 <= average_from < 1:
         raise ValueError(f"average_from: expected a fraction in [0, 1), got {average_from!r}")
     t0 = time.time()
@@ -461,10 +467,11 @@ def tune_kernel_step(noise: float = 2.55, iters: int = 8, *, steps: int = 40, cr
     iters = _check_int("iters", iters, 1)
     steps = _check_int("steps", steps, 1, fix="pass a positive number of optimisation steps")
     crop = _check_int("crop", crop, 32, TUNE_SIZE)
-    if not (np.isfinite(alpha0) and alpha0 > 0):
-        raise ValueError(f"alpha0: expected a positive starting step size, got {alpha0!r}")
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale: expected a positive kernel stretch, got {scale!r}")
+    batch = _check_int("batch", batch, 1)
+    val_size = _check_int("val_size", val_size, 1)
+    _check_positive("lr", lr, "a positive learning rate")
+    _check_positive("alpha0", alpha0, "a positive starting step size")
+    _check_positive("scale", scale, "a positive kernel stretch")
     t0 = time.time()
     net = frozen_network(net if net is not None else load_network("ffdnet-gray"))
     cleans = cleans if cleans is not None else load_tune_images()
@@ -798,8 +805,6 @@ def main(argv=None) -> int:
     iters = args.iters if args.iters is not None else ([8, 4] if args.task == "dpir" else [2])
     if any(t < 1 for t in iters):
         fail(f"--iters must be positive integers, got {iters}")
-    if args.task == "kernel-step":
-        return _main_kernel_step(args, steps, iters if args.iters is not None else [8])
     if args.task == "denoise":
         if len(iters) != 1:
             fail(f"--task denoise takes one --iters value, got {iters}")
@@ -818,6 +823,8 @@ def main(argv=None) -> int:
         fail(f"--lr must be a positive number, got {args.lr}")
     if args.val_every < 0:
         fail(f"--val-every must be >= 0, got {args.val_every}")
+    if args.task == "kernel-step":
+        return _main_kernel_step(args, steps, iters if args.iters is not None else [8])
     given = list(argv if argv is not None else sys.argv[1:])
     if "--resume" in given:  # resuming gives the same numbers: record the plain command
         i = given.index("--resume")
@@ -876,8 +883,6 @@ def _load_previous(path, settings: dict) -> dict:
 
 
 def _main_kernel_step(args, steps: int, iters: list) -> int:
-    for n in args.noise:
-        _check_noise(n)
     results = []
     for n in args.noise:
         for t in iters:

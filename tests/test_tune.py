@@ -166,6 +166,10 @@ def test_tune_kernel_step_smoke(ffdnet, cleans):
         assert np.isfinite(r[key]) and 10 < r[key] < 60
     with pytest.raises(ValueError, match="alpha0"):
         tune.tune_kernel_step(NOISE, 2, steps=1, alpha0=0.0, net=ffdnet, cleans=cleans)
+    for kw, msg in (({"lr": -0.1}, "lr: expected a positive"), ({"lr": float("nan")}, "lr"),
+                    ({"batch": 0}, "batch"), ({"scale": 0.0}, "scale")):
+        with pytest.raises(ValueError, match=msg):
+            tune.tune_kernel_step(NOISE, 2, steps=1, net=ffdnet, cleans=cleans, **kw)
 
 
 # ------------------------------------------------------------------ evaluation protocol
