@@ -11,6 +11,7 @@ are renormalised in float64: the bicubic ones sum to 0.9999 in the file). Their 
 * ``bicubic(scale)``     -- the x2/x3/x4 bicubic kernels of ``kernels_bicubicx234.mat`` (they have
                             small negative lobes)
 * ``gaussian(sigma, size=25)``, ``motion(length, angle_deg, size=None)``, ``rotate(k, angle_deg)``
+* ``camera_shake(seed, size=25)`` -- a random camera-shake kernel (synthetic training kernels)
 * ``load_kernel(path)``  -- .npy, image files (.png, ...), .mat (v5 or v7.3)
 * ``parse_kernel(spec)`` -- ``levin``, ``levin:3``, ``kernels12:2``, ``bicubic:2``, ``gauss:1.6``,
                             ``motion:15,45``, ``identity`` or a file path -> ``[(name, kernel)]``
@@ -37,7 +38,7 @@ FILE_SUFFIXES = (".npy", ".mat") + IMAGE_SUFFIXES
 
 SPECS = ("levin", "levin:I (I = 1..8)", "kernels12", "kernels12:I (I = 1..12)",
          "bicubic", "bicubic:S (S = 2, 3, 4)", "gauss:SIGMA[,SIZE]", "motion:LENGTH,ANGLE[,SIZE]",
-         "identity", "a file path (" + ", ".join(FILE_SUFFIXES) + ")")
+         "shake:SEED[,SIZE] (a synthetic camera-shake kernel)", "identity", "a file path (" + ", ".join(FILE_SUFFIXES) + ")")
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -191,6 +192,67 @@ def motion(length: float, angle_deg: float, size: int | None = None) -> np.ndarr
     return _normalised(k)
 
 
+def camera_shake(seed, size: int = 25, *, extent=None, samples: int = 1000) -> np.ndarray:
+    """A random camera-shake kernel (``size x size``, sum 1, centre of mass at the centre pixel):
+    a synthetic training kernel of the kind of Levin et al.'s real ones, never one of them.
+
+    The trajectory is the random motion of a particle with inertia (after Boracchi & Foi, "Modeling
+    the performance of image restoration from motion blur", IEEE TIP 2012): ``samples`` steps of
+    constant speed whose velocity is pushed by Gaussian shake, pulled back towards the start
+    (centripetal term) and now and then turned round (an abrupt shake). The path is scaled so that
+    its largest extent is ``extent`` pixels (default: uniform in [5, size - 2]), sampled densely,
+    weighted by a smooth random dwell time (the camera slows and speeds up), centred on its mean
+    and splatted bilinearly on the grid.
+    ``seed``: an int or a ``numpy.random.Generator`` -- the same seed gives the same kernel."""
+    size = _size(size)
+    if size < 7:
+        raise ValueError(f"size: expected a camera-shake kernel size >= 7, got {size}; fix: pass "
+                         "e.g. size=25")
+    samples = _size(samples, "samples")
+    if samples < 2:
+        raise ValueError(f"samples: expected at least 2 trajectory steps, got {samples}; fix: "
+                         "leave the default (1000)")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if extent is None:
+        extent = rng.uniform(5.0, size - 2.0)
+    extent = _positive(extent, "extent")
+    if extent > size - 2:
+        raise ValueError(f"extent: a path of {extent:g} pixels does not fit a {size}x{size} kernel; "
+                         f"expected extent <= {size - 2}; fix: pass a smaller extent or a larger size")
+    anxiety = 0.02 * rng.uniform()
+    centripetal, big, shake = 0.7 * rng.uniform(), 0.2 * rng.uniform(), 10.0 * rng.uniform()
+    step = 1.0 / (samples - 1)
+    v = np.exp(1j * rng.uniform(0, 2 * np.pi)) * max(anxiety, 1e-4)
+    pos = np.zeros(samples, complex)
+    for t in range(samples - 1):
+        turn = 2 * v * np.exp(1j * (np.pi + rng.uniform(-0.5, 0.5))) if rng.uniform() < big * anxiety else 0
+        v = v + turn + anxiety * (shake * complex(rng.normal(), rng.normal()) - centripetal * pos[t]) * step
+        v = v / abs(v) * step
+        pos[t + 1] = pos[t] + v
+    # the dwell time varies along the path (the camera slows and speeds up): smooth log-normal
+    # weights, the bright knots of real shake kernels
+    tt = np.linspace(0, samples - 1, 4 * samples)
+    dense = np.interp(tt, np.arange(samples), pos.real) + 1j * np.interp(tt, np.arange(samples), pos.imag)
+    knots = rng.normal(size=8)
+    dwell = np.exp(rng.uniform(0.0, 1.5) * np.interp(tt, np.linspace(0, samples - 1, 8), knots))
+    dwell = dwell / dwell.sum()
+    dense = dense - np.sum(dwell * dense)
+    span = max(np.ptp(dense.real), np.ptp(dense.imag), 1e-9)
+    dense = dense * (extent / span)
+    c = size // 2
+    # the mean at the centre; shifted (the least that does) only if the path would leave the grid
+    col, row = c + dense.real, c - dense.imag
+    col = col - min(0.0, col.min()) - max(0.0, col.max() - (size - 1.001))
+    row = row - min(0.0, row.min()) - max(0.0, row.max() - (size - 1.001))
+    r0, c0 = np.floor(row).astype(int), np.floor(col).astype(int)
+    fr, fc = row - r0, col - c0
+    k = np.zeros((size, size), np.float64)
+    for dr, dc, wgt in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
+                        (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
+        np.add.at(k, (np.clip(r0 + dr, 0, size - 1), np.clip(c0 + dc, 0, size - 1)), wgt * dwell)
+    return _normalised(k)
+
+
 def rotate(k, angle_deg: float) -> np.ndarray:
     """``k`` rotated by ``angle_deg`` (counter-clockwise as displayed, like ``motion``) about its
     centre ``(kh // 2, kw // 2)`` (so a delta stays a delta), same size, bilinear interpolation,
@@ -288,7 +350,8 @@ def _numbers(args: str, spec: str, form: str, n_min: int, n_max: int):
         vals = None
     if vals is None or not n_min <= len(vals) <= n_max:
         raise ValueError(f"spec: could not parse {spec!r}; expected {form!r}; "
-                         f"fix: e.g. {form.split(':')[0]}:{'15,45' if 'motion' in form else '1.6'}")
+                         f"fix: e.g. {form.split(':')[0]}:"
+                         f"{ {'motion': '15,45', 'shake': '7'}.get(form.split(':')[0], '1.6')}")
     return vals
 
 
@@ -312,7 +375,8 @@ def parse_kernel(spec: str, path=None) -> list:
     Accepted: ``levin`` (all 8, named ``levin:1`` .. ``levin:8``), ``levin:3``, ``kernels12``,
     ``kernels12:2``, ``bicubic`` (x2, x3, x4), ``bicubic:2``, ``gauss:1.6`` or
     ``gauss:1.6,15`` (sigma[, size]; ``gaussian:`` too), ``motion:15,45`` or
-    ``motion:15,45,21`` (length, angle in degrees[, size]), ``identity`` (a 1x1 delta), or the
+    ``motion:15,45,21`` (length, angle in degrees[, size]), ``shake:7`` or ``shake:7,19``
+    (``camera_shake(seed[, size])``), ``identity`` (a 1x1 delta), or the
     path of a kernel file (see ``load_kernel``). ``path``: where the ``.mat`` files are (a
     folder), as for ``levin``. Indices are 1-based.
     """
@@ -342,6 +406,14 @@ def parse_kernel(spec: str, path=None) -> list:
         size = None if len(vals) == 2 else int(vals[2])
         return [(f"motion:{_fmt(vals[0])},{_fmt(vals[1])}" + (f",{size}" if size else ""),
                  motion(vals[0], vals[1], size))]
+    if key == "shake":
+        vals = _numbers(args, spec, "shake:SEED[,SIZE]", 1, 2)
+        if any(not math.isfinite(v) or v != int(v) or v < 0 for v in vals):
+            raise ValueError(f"spec: {spec!r}: expected shake:SEED[,SIZE] with integers >= 0; fix: "
+                             "e.g. shake:7 or shake:7,19")
+        size = 25 if len(vals) == 1 else int(vals[1])
+        return [(f"shake:{int(vals[0])}" + (f",{size}" if len(vals) == 2 else ""),
+                 camera_shake(int(vals[0]), size))]
     if key in ("identity", "delta") and not args:
         return [("identity", np.ones((1, 1), np.float32))]
     p = Path(spec).expanduser()

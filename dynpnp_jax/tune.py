@@ -279,14 +279,24 @@ def same_kernel(a, b, tol: float = 1e-4) -> bool:
                for d in (_dihedral(b, m) for m in range(8)))
 
 
-def training_kernels() -> list:
+SHAKE_SEED = 10_000  # camera_shake(SHAKE_SEED + i): the synthetic training kernels
+
+
+def training_kernels(shake: int = 0) -> list:
     """The ``kernels_12.mat`` kernels (25x25; 8 Gaussian-like, 4 motion) that are NOT test
     kernels: two of its motion kernels are Levin et al.'s k8 and k7 (kernels_12 #9 and #10, equal
-    to the last digit), so they are left out -- 10 kernels (8 Gaussian-like, 2 motion)."""
+    to the last digit), so they are left out -- 10 kernels (8 Gaussian-like, 2 motion) -- and
+    ``shake`` synthetic camera-shake kernels (:func:`~dynpnp_jax.kernels.camera_shake`, seeds
+    ``SHAKE_SEED + i``; checked not to be Levin kernels) to train for motion blur."""
     from . import kernels
 
+    shake = _check_int("shake", shake, 0, fix="pass the number of synthetic camera-shake kernels")
     levin = kernels.levin()
-    return [k for k in kernels.kernels12() if not any(same_kernel(k, t) for t in levin)]
+    out = [k for k in kernels.kernels12() if not any(same_kernel(k, t) for t in levin)]
+    extra = [kernels.camera_shake(SHAKE_SEED + i) for i in range(shake)]
+    if any(same_kernel(k, t) for k in extra for t in levin):  # cannot happen; never train on them
+        raise RuntimeError("training_kernels: a synthetic kernel equals a Levin test kernel")
+    return out + extra
 
 
 def make_batch(rng: np.random.RandomState, cleans: list, kerns: list, *, crop: int, batch: int,
@@ -365,14 +375,15 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
               lr: float = 0.03, seed: int = 0, loss: str = "psnr", quantize: bool = True,
               remat: bool = False, val_size: int = 16, val_every: int = 0,
               average_from: float = 0.5, net=None, cleans=None, verbose: bool = True,
-              ensemble: bool = False) -> dict:
+              ensemble: bool = False, shake: int = 0) -> dict:
     """Tune DPIR's per-iteration ``sigma_t`` and ``mu_t`` (rho) for one noise level (8-bit) and
     ``iters`` by Adam on their logarithms, from :func:`~dynpnp_jax.dpir_schedule`.
     ``ensemble``: train (and validate) the loop as it is evaluated, with the x8 self-ensemble
     (iteration t sees the (t mod 8)-th flip/rotation: no extra network calls).
 
     Training data: random crops of the tune images blurred with random ``kernels_12.mat``
-    kernels (:func:`make_batch`, seed ``seed``). Adam's learning rate decays (cosine) from ``lr``
+    kernels and ``shake`` synthetic camera-shake ones (:func:`training_kernels`, :func:`make_batch`,
+    seed ``seed``). Adam's learning rate decays (cosine) from ``lr``
     to ``lr / 10``; the result is the mean of the iterates from step ``average_from * steps`` on
     (Polyak averaging: the gradients of single small batches are noisy). Validation: ``val_size`` fixed crops made the
     same way with seed ``seed + 1``, scored (mean PSNR, float, no quantisation of the output)
@@ -389,13 +400,14 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
     crop = _check_int("crop", crop, 32, TUNE_SIZE, fix=f"crops of the {TUNE_SIZE}x{TUNE_SIZE} "
                       "tune images must hold the 25x25 kernels and FFDNet's receptive field")
     batch = _check_int("batch", batch, 1)
+    shake = _check_int("shake", shake, 0, fix="pass the number of synthetic camera-shake kernels")
     _check_positive("lr", lr, "a positive learning rate")
     if not 0 <= average_from < 1:
         raise ValueError(f"average_from: expected a fraction in [0, 1), got {average_from!r}")
     t0 = time.time()
     net = frozen_network(net if net is not None else load_network("ffdnet-gray"), remat=remat)
     cleans = cleans if cleans is not None else load_tune_images()
-    kerns = training_kernels()
+    kerns = training_kernels(shake)
     f = dpir_loss_fn(net, iters, noise, loss=loss, ensemble=ensemble)
     grad_fn = jax.jit(jax.value_and_grad(f))
     val_fn = jax.jit(dpir_loss_fn(net, iters, noise, loss="psnr", ensemble=ensemble))
@@ -441,7 +453,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
             "seconds": time.time() - t0, "peak_rss_mib": _peak_rss_mib(),
             "settings": dict(steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, loss=loss,
                              quantize=quantize, remat=remat, average_from=average_from,
-                             ensemble=bool(ensemble))}
+                             ensemble=bool(ensemble), shake=shake)}
 
 
 # ---------------------------------------------------------------- the A-step's sizes
@@ -625,7 +637,12 @@ def render_config(results: list, command: str, evals: dict | None = None) -> str
              "and #10, which are",
              "Levin's k8 and k7 -- never Set3G or a Levin kernel. One schedule per noise level "
              "(8-bit) and number",
-             "of iterations T, initialised from ``dpir_schedule(T, noise)``.", "", "Produced by:",
+             "of iterations T, initialised from ``dpir_schedule(T, noise)``."]
+    shake = max(r.get("settings", {}).get("shake", 0) for r in results)
+    if shake:
+        lines.append(f"Plus {shake} synthetic camera-shake kernels (``kernels.camera_shake``, "
+                     "``tune.training_kernels(shake)``).")
+    lines += ["", "Produced by:",
              "", f"    {command}", ""]
     lines.append("Training: " + ", ".join(
         f"noise {r['noise']:g} T={r['iters']}: {r['seconds'] / 60:.1f} min, peak RSS "
@@ -681,7 +698,7 @@ def format_table(evals: dict) -> str:
 def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float, seed: int,
              loss: str, quantize: bool, remat: bool, evaluate: bool, val_every: int = 0,
              verbose: bool = True, checkpoint=None, previous: dict | None = None,
-             ensemble: bool = False) -> dict:
+             ensemble: bool = False, shake: int = 0) -> dict:
     """Tune every (noise, iters), then (optionally) evaluate DPIR's and the tuned schedules.
 
     ``checkpoint(results, evals)`` is called after each tuned schedule and each evaluation (to
@@ -707,7 +724,8 @@ def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float
             cleans = cleans if cleans is not None else load_tune_images()
             r = tune_dpir(noise, iters, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed,
                           loss=loss, quantize=quantize, remat=remat, val_every=val_every,
-                          net=net, cleans=cleans, verbose=verbose, ensemble=ensemble)
+                          net=net, cleans=cleans, verbose=verbose, ensemble=ensemble,
+                          shake=shake)
             results.append(r)
             if checkpoint is not None:
                 checkpoint(results, evals)
@@ -778,6 +796,9 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", action="store_true",
                    help="dpir: tune with the x8 self-ensemble, as the schedules are evaluated "
                         "(no extra network calls; write to configs/dpir_tuned_x8.py)")
+    p.add_argument("--shake-kernels", type=int, default=0, metavar="N",
+                   help="dpir: add N synthetic camera-shake kernels (kernels.camera_shake) to the "
+                        "training kernels (default 0)")
     p.add_argument("--remat", action="store_true",
                    help="dpir: recompute each FFDNet call in the backward pass (less memory)")
     p.add_argument("--val-every", type=int, default=0,
@@ -823,6 +844,8 @@ def main(argv=None) -> int:
         fail(f"--lr must be a positive number, got {args.lr}")
     if args.val_every < 0:
         fail(f"--val-every must be >= 0, got {args.val_every}")
+    if args.shake_kernels < 0:
+        fail(f"--shake-kernels must be >= 0, got {args.shake_kernels}")
     if args.task == "kernel-step":
         return _main_kernel_step(args, steps, iters if args.iters is not None else [8])
     given = list(argv if argv is not None else sys.argv[1:])
@@ -832,7 +855,7 @@ def main(argv=None) -> int:
     command = "python -m dynpnp_jax.tune " + " ".join(shlex.quote(a) for a in given)
     settings = dict(steps=steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
                     loss=args.loss, quantize=not args.no_quantize, remat=args.remat,
-                    average_from=0.5, ensemble=args.ensemble)
+                    average_from=0.5, ensemble=args.ensemble, shake=args.shake_kernels)
     previous = None
     if args.resume:
         try:
@@ -854,7 +877,8 @@ def main(argv=None) -> int:
     out = run_dpir(args.noise, iters, steps=steps, crop=args.crop, batch=args.batch, lr=args.lr,
                    seed=args.seed, loss=args.loss, quantize=not args.no_quantize,
                    remat=args.remat, evaluate=not args.no_eval, val_every=args.val_every,
-                   checkpoint=save, previous=previous, ensemble=args.ensemble)
+                   checkpoint=save, previous=previous, ensemble=args.ensemble,
+                   shake=args.shake_kernels)
     _print_dpir_table(out)
     save(out["results"], out["evals"])
     if args.write_config:
@@ -862,7 +886,7 @@ def main(argv=None) -> int:
     return 0
 
 
-SETTING_DEFAULTS = {"ensemble": False}  # settings added later: older --out files ran without
+SETTING_DEFAULTS = {"ensemble": False, "shake": 0}  # settings added later: older --out files ran without
 
 
 def _load_previous(path, settings: dict) -> dict:

@@ -248,6 +248,13 @@ def test_parse_kernel_errors():
         K.parse_kernel("no/such/kernel.npy")
     with pytest.raises(ValueError, match=r"^spec: expected a kernel spec string"):
         K.parse_kernel(None)
+    for bad in ("shake:1.5", "shake:-1", "shake:nan"):
+        with pytest.raises(ValueError, match=r"shake:SEED\[,SIZE\] with integers >= 0"):
+            K.parse_kernel(bad)
+    with pytest.raises(ValueError, match=r"^spec: could not parse 'shake'.*e\.g\. shake:7"):
+        K.parse_kernel("shake")
+    with pytest.raises(ValueError, match=r"^size: .*>= 7"):
+        K.parse_kernel("shake:3,5")
 
 
 def test_kernels_make_valid_operators(kdir):
@@ -258,3 +265,40 @@ def test_kernels_make_valid_operators(kdir):
         for _, k in K.parse_kernel(spec):
             Blur.from_kernel(k)
     Downsample.from_kernel(K.bicubic(4), 4)
+
+
+def test_camera_shake(kdir):
+    """Synthetic camera-shake kernels: valid kernels, reproducible from the seed, centred, of the
+    asked extent, varied, and never one of Levin's test kernels."""
+    from dynpnp_jax.tune import same_kernel
+
+    ks = [K.camera_shake(s) for s in range(12)]
+    for k in ks:
+        _check_kernel(k)
+        assert k.shape == (25, 25)
+        r, c = np.mgrid[:25, :25]
+        assert abs((k * r).sum() - 12) < 1.0 and abs((k * c).sum() - 12) < 1.0  # centre of mass
+        assert (k > 0).sum() >= 8  # a path, not a point
+    np.testing.assert_array_equal(K.camera_shake(3), ks[3])
+    np.testing.assert_array_equal(K.camera_shake(np.random.default_rng(3)), ks[3])
+    assert min(np.abs(a - b).max() for i, a in enumerate(ks) for b in ks[i + 1:]) > 1e-3
+    for ext in (6.0, 15.0):
+        k = K.camera_shake(0, extent=ext)
+        rows, cols = np.flatnonzero(k.sum(1) > 1e-9), np.flatnonzero(k.sum(0) > 1e-9)
+        span = max(rows[-1] - rows[0], cols[-1] - cols[0])
+        assert ext - 1 <= span <= ext + 2  # bilinear splatting adds at most a pixel each side
+    assert K.camera_shake(1, size=15).shape == (15, 15)
+    assert [n for n, _ in K.parse_kernel("shake:3")] == ["shake:3"]
+    np.testing.assert_array_equal(K.parse_kernel("shake:3")[0][1], ks[3])
+    name, k19 = K.parse_kernel("shake:3,19")[0]
+    assert name == "shake:3,19" and k19.shape == (19, 19)
+    levin = K.levin(path=kdir)
+    assert not any(same_kernel(k, t) for k in ks for t in levin)
+
+
+@pytest.mark.parametrize("kw,arg", [({"size": 5}, "size"), ({"size": 0}, "size"),
+                                    ({"extent": 30.0}, "extent"), ({"extent": -1.0}, "extent"),
+                                    ({"extent": float("nan")}, "extent"), ({"samples": 1}, "samples")])
+def test_camera_shake_errors(kw, arg):
+    with pytest.raises(ValueError, match=arg):
+        K.camera_shake(0, **kw)

@@ -82,6 +82,12 @@ def test_training_kernels_exclude_the_levin_test_kernels():
     assert not any(tune.same_kernel(k, t) for k in train for t in levin)
     kept = [k for k in k12 if not any(tune.same_kernel(k, t) for t in levin)]
     assert all(np.array_equal(a, b) for a, b in zip(train, kept))
+    more = tune.training_kernels(shake=3)  # plus synthetic camera-shake kernels, fixed seeds
+    assert len(more) == 13 and all(np.array_equal(a, b) for a, b in zip(more, train))
+    for i, k in enumerate(more[10:]):
+        np.testing.assert_array_equal(k, kernels.camera_shake(tune.SHAKE_SEED + i))
+    with pytest.raises(ValueError, match="shake"):
+        tune.training_kernels(shake=-1)
 
 
 # ------------------------------------------------------------------ the frozen FFDNet
@@ -273,6 +279,7 @@ def test_shipped_config_is_valid(name):
     (["--task", "dpir", "--iters", "8", "0"], "--iters must be positive"),
     (["--task", "dpir", "--batch", "0"], "--batch must be"),
     (["--task", "dpir", "--lr", "-1"], "--lr must be"),
+    (["--task", "dpir", "--shake-kernels", "-2"], "--shake-kernels must be"),
     (["--sigma", "30"], "DnCNN-S exists for"),
     (["--iters", "2", "3"], "one --iters value"),
     (["--task", "deblur"], "invalid choice"),
@@ -288,6 +295,7 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     (dict(noise=-1, iters=8), "noise"), (dict(noise=2.55, iters=0), "iters"),
     (dict(noise=2.55, iters=8, steps=0), "steps"), (dict(noise=2.55, iters=8, crop=31), "crop"),
     (dict(noise=2.55, iters=8, lr=0.0), "lr"), (dict(noise=2.55, iters=8, batch=0), "batch"),
+    (dict(noise=2.55, iters=8, shake=-1), "shake"),
 ])
 def test_tune_dpir_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,173 @@
+"""Richer schedule families for the ``dpir`` loop, tuned by gradient and scored on Set3G.
+
+    python bench/schedule_families.py --family relax --shake-kernels 40 --noise 2.55 --iters 8
+
+The library's tuned schedules (``configs/dpir_tuned.py``) are one ``sigma_t`` and one ``rho_t``
+per iteration. This experiment asks whether a larger family buys what that one does not (the
+learned-schedules issue's +0.15 dB at T=8). Families:
+
+* ``base``  -- ``sigma_t``, ``rho_t`` (what ``python -m dynpnp_jax.tune --task dpir`` tunes);
+* ``relax`` -- plus a relaxation ``gamma_t`` of the prior step, ``v_t = x_t + gamma_t (D(x_t) -
+  x_t)`` (the last one blends the output of the denoiser with the x-step's), and an extrapolation
+  ``beta_t`` of the x-step's prior term, ``v_{t-1} + beta_t (v_{t-1} - v_{t-2})`` (inertial HQS),
+  initialised at DPIR's loop (gamma = 1, beta = 0).
+
+Training is :func:`dynpnp_jax.tune.tune_dpir`'s (the same crops, training kernels, Adam on the
+logarithms of sigma and rho, cosine decay, Polyak average of the second half, validation crops),
+with ``--shake-kernels`` synthetic camera-shake kernels added to the training kernels. Scoring:
+:func:`dynpnp_jax.tune.evaluate_set3g`'s protocol (Set3G, Levin k1-k8, x8 as DPIR runs it), DPIR's
+schedule and the tuned family side by side. The loop here is written out (the library's
+``restore`` has no ``gamma``/``beta``) and equals ``restore``'s ``dpir`` mode at gamma = 1,
+beta = 0 (checked at start). Writes a JSON with the values and the PSNRs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dynpnp_jax import kernels as kn  # noqa: E402
+from dynpnp_jax import load_network  # noqa: E402
+from dynpnp_jax import steps as st  # noqa: E402
+from dynpnp_jax import tune as tn  # noqa: E402
+from dynpnp_jax.operators import Blur  # noqa: E402
+from dynpnp_jax.solver import augment, augment_inverse  # noqa: E402
+
+FAMILIES = ("base", "relax")
+
+
+def loop(net, theta, y, k, iters: int, ensemble: bool):
+    """The ``dpir`` loop (exact x-step, circular blur ``k``) with relaxation and extrapolation."""
+    op = Blur.from_kernel(k)
+    sig, mu = jnp.exp(theta["log_sigma"]), jnp.exp(theta["log_mu"])
+    gam = theta.get("gamma", jnp.ones(iters))
+    beta = theta.get("beta", jnp.zeros(iters))
+    x = v = vprev = y
+    b = y.shape[0]
+    for t in range(iters):
+        prior_in = v + beta[t] * (v - vprev)
+        x = op.normal_solve(op.adjoint(y) + mu[t] * prior_in, mu[t])
+        s = jnp.broadcast_to(sig[t], (b,))
+        if ensemble:
+            d = augment(st.prior_step(net, augment(x, t % 8), s), augment_inverse(t % 8))
+        else:
+            d = st.prior_step(net, x, s)
+        vprev, v = v, x + gam[t] * (d - x)
+    return v
+
+
+def set3g(net, theta, noise: float, iters: int) -> float:
+    """Mean PSNR on Set3G x Levin k1-k8 (``tune.evaluate_set3g``'s protocol, x8)."""
+    f = jax.jit(lambda th, y, k: loop(net, th, y, k, iters, True))
+    ks = [kn.levin(i) for i in range(1, 9)]
+    size = max(max(k.shape) for k in ks)
+    size += 1 - size % 2
+    kpad = jnp.asarray(np.stack([np.pad(k, [((size - s) // 2, size - s - (size - s) // 2)
+                                            for s in k.shape]) for k in ks]), jnp.float32)
+    psnrs = []
+    for gt in tn.set3g_images().values():
+        y = np.stack([tn.degrade_dpir(gt, k, noise) for k in ks])[..., None].astype(np.float32)
+        r = np.asarray(f(theta, jnp.asarray(y), kpad)[..., 0], np.float64)
+        r = np.uint8(np.round(np.clip(r, 0, 1) * 255))
+        psnrs += [tn.psnr_uint8(r[i], gt) for i in range(len(ks))]
+    if not np.all(np.isfinite(psnrs)):
+        raise FloatingPointError("schedule_families: a non-finite PSNR on Set3G")
+    return float(np.mean(psnrs))
+
+
+def main(argv=None) -> int:
+    import optax
+    from tqdm.auto import tqdm
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", choices=FAMILIES, default="relax")
+    p.add_argument("--noise", type=float, default=2.55, help="8-bit noise level (2.55 or 7.65)")
+    p.add_argument("--iters", type=int, default=8)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--batch", type=int, default=3)
+    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shake-kernels", type=int, default=0, metavar="N")
+    p.add_argument("--out", default=None, help="JSON file (default results/families-*.json)")
+    a = p.parse_args(argv)
+    try:
+        noise = tn._check_noise(a.noise)
+        iters = tn._check_int("iters", a.iters, 1)
+        steps = tn._check_int("steps", a.steps, 1)
+        crop = tn._check_int("crop", a.crop, 32, tn.TUNE_SIZE)
+        batch = tn._check_int("batch", a.batch, 1)
+        tn._check_positive("lr", a.lr, "a positive learning rate")
+        kerns = tn.training_kernels(a.shake_kernels)
+    except ValueError as err:
+        p.error(str(err))
+    t0 = time.time()
+    full = load_network("ffdnet-gray")
+    net = tn.frozen_network(full)
+    cleans = tn.load_tune_images()
+
+    theta0 = tn.dpir_theta(iters, noise)
+    # the written-out loop is the library's dpir loop at gamma = 1, beta = 0
+    from dynpnp_jax.solver import make_config, restore
+
+    yv, _, kv = tn.make_batch(np.random.RandomState(99), cleans, kerns, crop=64, batch=1,
+                              noise=noise)
+    ref, _ = restore({"prior": full, "A": Blur.from_kernel(kv)}, yv,
+                     make_config(**tn.dpir_kwargs(noise, iters), clip_output=False, keep_images=False))
+    mine = loop(full, theta0, jnp.asarray(yv), jnp.asarray(kv), iters, False)
+    gap = float(jnp.max(jnp.abs(ref - mine)))
+    if gap > 1e-4:
+        raise AssertionError(f"the written-out loop differs from restore's dpir mode by {gap:.2e}")
+    if a.family == "relax":
+        theta0 = {**theta0, "gamma": jnp.ones(iters), "beta": jnp.zeros(iters)}
+
+    def loss(th, y, x, k):
+        mse = jnp.mean((loop(net, th, y, k, iters, False) - x) ** 2, axis=(1, 2, 3))
+        return jnp.mean(10.0 * jnp.log10(jnp.maximum(mse, 1e-12)))
+
+    grad_fn, val_fn = jax.jit(jax.value_and_grad(loss)), jax.jit(loss)
+    vrng = np.random.RandomState(a.seed + 1)
+    val = [tn.make_batch(vrng, cleans, kerns, crop=crop, batch=8, noise=noise) for _ in range(2)]
+
+    def val_psnr(th):
+        return -float(np.mean([float(val_fn(th, *b)) for b in val]))
+
+    opt = optax.adam(optax.cosine_decay_schedule(a.lr, steps, alpha=0.1))
+    state, th, avg, first = opt.init(theta0), theta0, None, steps // 2
+    rng = np.random.RandomState(a.seed)
+    for step in tqdm(range(steps), desc=f"{a.family} noise={noise:g} T={iters}"):
+        value, g = grad_fn(th, *tn.make_batch(rng, cleans, kerns, crop=crop, batch=batch,
+                                              noise=noise))
+        if not all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree_util.tree_leaves(g)):
+            raise FloatingPointError(f"non-finite gradient at step {step}; lower --lr")
+        updates, state = opt.update(g, state)
+        th = optax.apply_updates(th, updates)
+        if step >= first:
+            n = step - first + 1
+            avg = th if avg is None else jax.tree_util.tree_map(lambda m, t: m + (t - m) / n, avg, th)
+    out = {"family": a.family, "noise": noise, "iters": iters, "shake_kernels": a.shake_kernels,
+           "settings": dict(steps=steps, crop=crop, batch=batch, lr=a.lr, seed=a.seed),
+           "val_psnr_dpir": val_psnr(theta0), "val_psnr_tuned": val_psnr(avg),
+           "set3g_dpir": set3g(full, theta0, noise, iters),
+           "set3g_tuned": set3g(full, avg, noise, iters),
+           "values": {k: np.asarray(v, np.float64).tolist() for k, v in avg.items()},
+           "seconds": time.time() - t0}
+    print(json.dumps({k: v for k, v in out.items() if k != "values"}, indent=1))
+    path = Path(a.out or f"results/families-{a.family}-shake{a.shake_kernels}-{noise:g}-T{iters}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"Set3G: DPIR {out['set3g_dpir']:.3f}, tuned {a.family} {out['set3g_tuned']:.3f} dB "
+          f"({out['set3g_tuned'] - out['set3g_dpir']:+.3f}); wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
