@@ -320,3 +320,33 @@ def test_resume_reuses_finished_runs_and_checks_settings(tmp_path, ffdnet):
     assert out["results"] == [run]  # nothing re-tuned
     with pytest.raises(ValueError, match="other settings"):
         tune._load_previous(path, {**settings, "steps": 3})
+
+
+# ------------------------------------------------------------------ bench/schedule_families.py
+def test_schedule_families_loop_is_the_dpir_loop(ffdnet, tiny_batch):
+    """The experiment's written-out loop equals ``restore``'s ``dpir`` mode at gamma = 1,
+    beta = 0 (so its Set3G numbers are the library's), and its relaxation / extrapolation change
+    the output and get finite gradients."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.schedule_families import loop
+    from dynpnp_jax.operators import Blur
+    from dynpnp_jax.solver import restore
+
+    y, _, k = tiny_batch
+    iters = 3
+    ref, _ = restore({"prior": ffdnet, "A": Blur.from_kernel(k)}, y,
+                     make_config(**tune.dpir_kwargs(NOISE, iters), clip_output=False,
+                                 keep_images=False))
+    th = {**tune.dpir_theta(iters, NOISE), "gamma": jnp.ones(iters), "beta": jnp.zeros(iters)}
+    out = loop(ffdnet, th, jnp.asarray(y), jnp.asarray(k), iters, False)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
+    moved = loop(ffdnet, {**th, "gamma": jnp.full(iters, 0.8), "beta": jnp.full(iters, 0.3)},
+                 jnp.asarray(y), jnp.asarray(k), iters, False)
+    assert float(jnp.max(jnp.abs(moved - out))) > 1e-3
+    g = jax.grad(lambda t: jnp.mean(loop(ffdnet, t, jnp.asarray(y), jnp.asarray(k), iters,
+                                         False) ** 2))(th)
+    assert all(bool(jnp.all(jnp.isfinite(v))) and float(jnp.max(jnp.abs(v))) > 0
+               for v in (g["gamma"], g["beta"][1:]))
