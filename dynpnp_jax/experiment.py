@@ -216,7 +216,8 @@ def tuned_schedule(kw: dict, condition, where: str) -> dict:
     """``kw`` (a ``dpir``-mode method's kwargs, with ``iters`` and ``noise_level`` already set)
     with its ``'schedule'`` -- the name of a config module in ``configs/`` holding tuned schedules
     (``TUNED`` and ``get_config(noise, iters)``, e.g. ``dpir_tuned``) -- replaced by that module's
-    per-iteration ``sigma`` and ``mu`` for the condition's noise level and T."""
+    per-iteration ``sigma`` and ``mu`` (and ``relax`` / ``inertia`` where it has them) for the
+    condition's noise level and T."""
     kw = dict(kw)
     name = kw.pop("schedule")
     if kw.get("mode") != "dpir":
@@ -244,13 +245,14 @@ def tuned_schedule(kw: dict, condition, where: str) -> dict:
                          f"{iters}; see the command in configs/{name}.py).")
     vals = module.get_config(key[0], key[1])
     kw.update(sigma=list(vals["sigma"]), mu=list(vals["mu"]))
+    kw.update({k: list(vals[k]) for k in ("relax", "inertia") if k in vals})
     return kw
 
 
 def with_iters(kw: dict, iters: int) -> dict:
     """``kw`` with T = ``iters``; per-iteration lists are cut or extended with their last value."""
     out = {**kw, "iters": iters}
-    for key in ("delta", "mu", "alpha"):
+    for key in ("delta", "mu", "alpha", "relax", "inertia"):
         val = out.get(key)
         if isinstance(val, (list, tuple)):
             out[key] = (list(val) + [val[-1]] * iters)[:iters]

@@ -60,7 +60,7 @@ _DEFAULTS = {  # mode -> (x_step, a_step, operator)
     "dpir": ("exact", "none", "identity"),
     "calibrated": ("exact", "none", "identity"),
 }
-NUMBERS = ("delta", "mu", "alpha", "sigma")  # per-iteration, traced
+NUMBERS = ("delta", "mu", "alpha", "sigma", "relax", "inertia")  # per-iteration, traced
 
 
 @struct.dataclass
@@ -84,6 +84,7 @@ class Config:
     clip_output: bool = struct.field(pytree_node=False, default=True)
     ensemble: bool = struct.field(pytree_node=False, default=False)
     has_sigma: bool = struct.field(pytree_node=False, default=False)
+    relaxed: bool = struct.field(pytree_node=False, default=False)
     stop: bool = struct.field(pytree_node=False, default=False)
     calib_stages: tuple = struct.field(pytree_node=False, default=())
     calib_iters: int = struct.field(pytree_node=False, default=4)
@@ -98,6 +99,8 @@ class Config:
     mu: Any = 0.1
     alpha: Any = 1e-5
     sigma: Any = 0.0
+    relax: Any = 1.0
+    inertia: Any = 0.0
     tol: Any = 0.0
     noise: Any = 0.0
 
@@ -114,6 +117,11 @@ class Config:
                 new[k] = _scalar(k, kw[k])
         if "sigma" in kw:
             new["has_sigma"] = True
+        if ("relax" in kw or "inertia" in kw) and not self.relaxed:
+            if self.mode not in ("dpir", "calibrated"):
+                raise ValueError(f"relax / inertia are for modes 'dpir' and 'calibrated', got "
+                                 f"mode={self.mode!r}")
+            new["relaxed"] = True
         out = self.replace(**new)
         _check_domain(out)
         return out
@@ -138,6 +146,8 @@ class Config:
         out.pop("stop")
         if not out.pop("has_sigma"):
             out["sigma"] = None
+        if not out.pop("relaxed"):
+            out["relax"] = out["inertia"] = None
         return out
 
 
@@ -198,6 +208,11 @@ def _check_domain(cfg: "Config") -> None:
     bad("sigma", v["sigma"] < 0, "a noise level is >= 0", "Use sigma >= 0")
     bad("sigma", v["sigma"] > 1, "sigma is on the [0, 1] image scale", "Divide 8-bit noise "
         "levels by 255 (sigma=25/255)")
+    bad("relax", (v["relax"] <= 0) | (v["relax"] > 2), "the relaxation of the prior step "
+        "(v = x + relax (D(x) - x)) must be in (0, 2]", "Use relax=1 (DPIR's loop) or a tuned value")
+    bad("inertia", np.abs(v["inertia"]) >= 1, "the extrapolation of the prior term "
+        "(v + inertia (v - v_prev)) must be in (-1, 1)", "Use inertia=0 (DPIR's loop) or a tuned "
+        "value")
     bad("tol", v["tol"] < 0, "the stopping threshold is a relative change >= 0", "Use e.g. 1e-3")
 
 
@@ -235,7 +250,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                 stop_tol: float = 0.0, calib_stages=None, calib_iters: int = 4,
                 calib_crop: int = 4096, calib_grid: int = 5, calib_size: int = 0,
                 calib_criterion: str = "likelihood", calib_margin: Optional[float] = None,
-                boundary: str = "auto", boundary_iters: int = 16) -> Config:
+                boundary: str = "auto", boundary_iters: int = 16, relax=None,
+                inertia=None) -> Config:
     """Build a validated :class:`Config`.
 
     Args:
@@ -282,6 +298,12 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         steps that make the x-step exact for the masked data term (0: one circular solve with
         the completed ``y``; RESULTS.md: on a 27x27 kernel 0 / 16 / 64 steps give 25.1 / 30.0 /
         30.2 dB).
+      relax, inertia: ``dpir`` / ``calibrated`` modes, scalars or one per iteration: the prior
+        step becomes ``v_t = x_t + relax_t (D(x_t) - x_t)`` (a relaxation; the last one blends
+        the denoiser's output with the x-step's) and the x-step's prior term
+        ``v_{t-1} + inertia_t (v_{t-1} - v_{t-2})`` (an extrapolation, inertial HQS). Default: not
+        used (``relax=1``, ``inertia=0`` is DPIR's loop). Tuned values:
+        ``configs/dpir_tuned_relax.py`` (``bench/schedule_families.py``).
       stop_tol: per-image stopping rule: an image whose relative change
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
@@ -348,12 +370,16 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         raise ValueError(f"boundary must be 'auto' (the operator's), 'circular' or 'unknown', got "
                          f"{boundary!r}. Fix: 'unknown' for a real photograph, 'circular' for a "
                          "periodic (synthetic) blur")
+    relaxed = relax is not None or inertia is not None
+    if relaxed and mode not in ("dpir", "calibrated"):
+        raise ValueError(f"relax / inertia are for modes 'dpir' and 'calibrated', got mode={mode!r}."
+                         " Fix: drop them or use mode='dpir'")
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
         raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
     cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
                  kernel_size=int(kernel_size), cg_iters=int(cg_iters), a_input=a_input,
                  keep_images=bool(keep_images), clip_output=bool(clip_output),
-                 ensemble=bool(ensemble), has_sigma=sigma is not None,
+                 ensemble=bool(ensemble), has_sigma=sigma is not None, relaxed=relaxed,
                  stop=not is_concrete(stop_tol) or float(np.asarray(stop_tol)) > 0,
                  calib_stages=calib_stages or (), calib_iters=int(calib_iters),
                  calib_crop=int(calib_crop), calib_grid=int(calib_grid),
@@ -362,6 +388,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                  boundary=boundary,
                  boundary_iters=int(boundary_iters),
                  delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
+                 relax=1.0 if relax is None else relax, inertia=0.0 if inertia is None else inertia,
                  tol=stop_tol, noise=0.0 if noise_level is None else noise_level)
     return cfg.normalized()
 
@@ -493,7 +520,8 @@ def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
     coarse = Config(mode="dpir", iters=cfg.calib_iters, x_step="exact", a_step="none",
                     operator="identity", keep_images=False, clip_output=False,
                     has_sigma=True, delta=jnp.zeros_like(sig), mu=rho, alpha=jnp.zeros_like(sig),
-                    sigma=sig, tol=jnp.float32(0), noise=cfg.noise)
+                    sigma=sig, relax=jnp.ones_like(sig), inertia=jnp.zeros_like(sig),
+                    tol=jnp.float32(0), noise=cfg.noise)
     margin = min(size // 2 + 4, c // 4)  # the crop is not periodic: score its interior only
     var_n = jnp.maximum(cfg.noise, 0.255 / 255) ** 2
 
@@ -559,17 +587,20 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
                                                 augment_inverse(k)) for k in range(8)]
         return jax.lax.switch(t % 8, branches, x, s)
 
-    def step(x, v, op, hp):
-        delta, mu, alpha, sigma, t = hp
+    def step(x, v, vprev, op, hp):
+        delta, mu, alpha, sigma, relax, inertia, t = hp
         # unknown boundary: y on the frame, the current estimate's blur on the margin
         y_t = y if obs is None else bd.complete(y, obs, op(v))
+        v_in = v + inertia * (v - vprev) if cfg.relaxed else v  # extrapolated prior term
         if cfg.mode in ("prior", "static"):
             x_new = v
         else:
-            x_new = x_step(op, x, y_t, v, delta, mu, cg_iters=cfg.cg_iters)
+            x_new = x_step(op, x, y_t, v_in, delta, mu, cg_iters=cfg.cg_iters)
             if obs is not None and cfg.x_step == "exact":  # the exact masked x-step
-                x_new = bd.masked_solve(op, y, obs, v, mu, x_new, cfg.boundary_iters)
+                x_new = bd.masked_solve(op, y, obs, v_in, mu, x_new, cfg.boundary_iters)
         v_new = prior_fn(x_new, sigma, t)
+        if cfg.relaxed:  # relaxed prior step
+            v_new = x_new + relax * (v_new - x_new)
         a_in = x_new if cfg.a_input == "x" else v_new
         op_new = a_step(op, a_in, v_new, y_t, g, alpha)
         return x_new, v_new, op_new
@@ -580,15 +611,17 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
     has_kernel = hasattr(op, "k") and not hasattr(op, "m")
 
     def body(carry, hp):
-        x, v, op, active = carry
+        x, v, vprev, op, active = carry
         if cfg.stop:  # skip the work once every image has stopped
-            x_new, v_new, op_new = jax.lax.cond(jnp.any(active), lambda: step(x, v, op, hp),
+            x_new, v_new, op_new = jax.lax.cond(jnp.any(active), lambda: step(x, v, vprev, op, hp),
                                                 lambda: (x, v, op))
         else:
-            x_new, v_new, op_new = step(x, v, op, hp)
+            x_new, v_new, op_new = step(x, v, vprev, op, hp)
+        vprev_new = v if cfg.relaxed else vprev
         rel = norm(x_new - x) / jnp.maximum(norm(x), 1e-12)
         if cfg.stop:
-            x_new, v_new, op_new = _freeze(active, (x_new, v_new, op_new), (x, v, op))
+            x_new, v_new, op_new, vprev_new = _freeze(active, (x_new, v_new, op_new, vprev_new),
+                                                      (x, v, op, vprev))
             rel = jnp.where(active, rel, 0.0)
         a_in = x_new if cfg.a_input == "x" else v_new
         rec = dict(a_loss=steps.a_loss(op_new, a_in, y, g) if uses_g else jnp.zeros((b,)),
@@ -605,10 +638,11 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
             rec["psnr"] = _psnr(frame(v_new), clean)
         if cfg.stop:
             active = active & (rel >= cfg.tol)
-        return (x_new, v_new, op_new, active), rec
+        return (x_new, v_new, vprev_new, op_new, active), rec
 
-    hps = (cfg.delta, cfg.mu, cfg.alpha, cfg.sigma, jnp.arange(cfg.iters))
-    (x, v, op, _), rec = jax.lax.scan(body, (x0, v0, op, jnp.ones((b,), bool)), hps)
+    hps = (cfg.delta, cfg.mu, cfg.alpha, cfg.sigma, cfg.relax, cfg.inertia, jnp.arange(cfg.iters))
+    vprev0 = v0 if cfg.relaxed else jnp.zeros((), v0.dtype)  # only the relaxed loop needs it
+    (x, v, _, op, _), rec = jax.lax.scan(body, (x0, v0, vprev0, op, jnp.ones((b,), bool)), hps)
     v = frame(v)
     out = jnp.clip(v, 0.0, 1.0) if cfg.clip_output else v
     traj = Trajectory(x=rec.get("x"), v=rec.get("v"), a_loss=rec["a_loss"], a_dev=rec["a_dev"],

@@ -617,10 +617,12 @@ def evaluate_set3g(cfg_kwargs: dict, ensemble: bool = False, *, net=None, kernel
 
 
 def dpir_kwargs(noise: float, iters: int, values: dict | None = None) -> dict:
-    """``make_config`` kwargs of the ``dpir`` loop: DPIR's schedule, or ``values``'s."""
+    """``make_config`` kwargs of the ``dpir`` loop: DPIR's schedule, or ``values``'s (``sigma``,
+    ``mu``, and ``relax`` / ``inertia`` where it has them)."""
     kw = {"mode": "dpir", "iters": int(iters), "noise_level": noise / 255}
     if values is not None:
         kw.update(sigma=list(values["sigma"]), mu=list(values["mu"]))
+        kw.update({k: list(values[k]) for k in ("relax", "inertia") if k in values})
     return kw
 
 

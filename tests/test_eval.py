@@ -462,6 +462,12 @@ def test_resolve_tuned_schedule_method(tmp_path):
         assert kw == {**dpir_tuned.get_config(noise, iters, ensemble=True),
                       "noise_level": pytest.approx(noise / 255)}
         assert {k: v for k, v in kw.items() if k not in ("sigma", "mu")} == exp.methods["dpir"][key]
+    from configs import dpir_tuned_relax  # the larger family: relax / inertia reach the solver
+    exp = resolve("--noise", "2.55", "--iters", "4", "--method", "dpir", "dpir-tuned-relax")
+    kw = exp.methods["dpir-tuned-relax"]["levin:1|2.55"]
+    assert kw == {**dpir_tuned_relax.get_config(2.55, 4, ensemble=True),
+                  "noise_level": pytest.approx(2.55 / 255)}
+    assert len(kw["relax"]) == len(kw["inertia"]) == 4
     with pytest.raises(experiment.UsageError, match=r"no schedule for noise 5, T=8.*Fix:.*tune"):
         resolve("--noise", "5", "--method", "dpir-tuned")
     with pytest.raises(experiment.UsageError, match="no schedule for noise 2.55, T=3"):

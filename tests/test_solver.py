@@ -191,3 +191,46 @@ def test_tiled_network_matches_untiled(net, data):
         net.tiled(3)
     with pytest.raises(ValueError, match="receptive field"):
         net.tiled(32, halo=2)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(relax=0.0), r"relax=.*outside its domain.*\(0, 2\]"),
+    (dict(relax=[1.0, 2.5]), r"relax=.*outside its domain"),
+    (dict(inertia=-1.0), r"inertia=.*outside its domain.*\(-1, 1\)"),
+    (dict(inertia=float("nan")), r"inertia must be finite"),
+    (dict(relax=[1.0, 1.0, 1.0]), r"relax must be a scalar or have one value per iteration"),
+])
+def test_relax_inertia_domain(kw, match):
+    with pytest.raises(ValueError, match=match):
+        dp.make_config("dpir", 2, noise_level=0.01, **kw)
+
+
+def test_relax_inertia_only_for_dpir_modes():
+    with pytest.raises(ValueError, match="relax / inertia are for modes 'dpir' and 'calibrated'"):
+        dp.make_config("gradient", 2, relax=0.9)
+    with pytest.raises(ValueError, match="relax / inertia are for modes"):
+        dp.make_config("hqs", 2).with_values(inertia=0.1)
+    cfg = dp.make_config("dpir", 2, noise_level=0.01)
+    assert not cfg.relaxed and cfg.with_values(relax=0.9).relaxed
+    again = dp.make_config(**dp.make_config("dpir", 2, noise_level=0.01, inertia=0.3).as_dict())
+    assert again.relaxed and np.allclose(np.asarray(again.inertia), 0.3)
+    assert dp.make_config(**cfg.as_dict()).relaxed is False
+
+
+def test_relaxed_loop_with_the_stopping_rule(net, data):
+    """With the stopping rule, frozen images keep their estimate (and the extrapolation's
+    memory): a threshold every image meets at once gives the one-iteration result."""
+    from dynpnp_jax.operators import Blur
+
+    y, _ = data
+    params = {"prior": net, "A": Blur.from_kernel(np.ones((3, 3), np.float32) / 9)}
+    cfg = dp.make_config("dpir", 4, noise_level=0.02, relax=[0.8, 1.2, 0.9, 0.7],
+                         inertia=[0.0, 0.5, -0.3, 0.2], stop_tol=10.0, keep_images=False)
+    out, tr = dp.restore(params, y, cfg)
+    one = dp.make_config("dpir", 1, sigma=float(cfg.sigma[0]), mu=float(cfg.mu[0]), relax=0.8,
+                         inertia=0.0, keep_images=False)
+    ref, _ = dp.restore(params, y, one)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
+    assert not np.asarray(tr.active)[1:].any()
+    moving, _ = dp.restore(params, y, cfg.with_values(tol=0.0))
+    assert float(np.abs(np.asarray(moving) - np.asarray(out)).max()) > 1e-3

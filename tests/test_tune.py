@@ -269,6 +269,20 @@ def test_shipped_config_is_valid(name):
     assert ("--ensemble" in mod.__doc__) == name.endswith("x8")
 
 
+def test_shipped_relaxed_config_is_valid():
+    from configs import dpir_tuned_relax as mod
+
+    assert sorted(mod.TUNED) == sorted((n, t) for n in tune.DPIR_NOISES for t in (8, 4))
+    for (noise, iters), vals in mod.TUNED.items():
+        assert all(len(vals[k]) == iters for k in ("sigma", "mu", "relax", "inertia"))
+        cfg = make_config(**mod.get_config(noise, iters))
+        assert cfg.mode == "dpir" and cfg.relaxed
+        np.testing.assert_allclose(np.asarray(cfg.relax), vals["relax"], rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(cfg.inertia), vals["inertia"], rtol=1e-6, atol=1e-7)
+    assert "bench/schedule_families.py --family relax --shake-kernels 40" in mod.__doc__
+    assert "training_kernels(40)" in mod.__doc__
+
+
 # ------------------------------------------------------------------ arguments
 @pytest.mark.parametrize("argv, message", [
     (["--task", "dpir", "--steps", "0"], "--steps must be a positive"),
@@ -350,3 +364,32 @@ def test_schedule_families_loop_is_the_dpir_loop(ffdnet, tiny_batch):
                                          False) ** 2))(th)
     assert all(bool(jnp.all(jnp.isfinite(v))) and float(jnp.max(jnp.abs(v))) > 0
                for v in (g["gamma"], g["beta"][1:]))
+
+
+def test_relaxed_dpir_mode_is_the_families_loop(ffdnet, tiny_batch):
+    """``make_config('dpir', relax=..., inertia=...)`` runs the loop ``bench/schedule_families.py``
+    tuned (so the shipped relaxed schedules mean what they were tuned for), differentiably; at
+    relax = 1, inertia = 0 it is DPIR's loop."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.schedule_families import loop
+    from dynpnp_jax.operators import Blur
+    from dynpnp_jax.solver import restore
+
+    y, _, k = tiny_batch
+    iters, relax, inertia = 3, [1.1, 0.9, 0.7], [0.0, 0.4, -0.5]
+    params = {"prior": ffdnet, "A": Blur.from_kernel(k)}
+    kw = dict(**tune.dpir_kwargs(NOISE, iters), clip_output=False, keep_images=False)
+    out, _ = restore(params, y, make_config(**kw, relax=relax, inertia=inertia))
+    th = {**tune.dpir_theta(iters, NOISE), "gamma": jnp.asarray(relax), "beta": jnp.asarray(inertia)}
+    ref = loop(ffdnet, th, jnp.asarray(y), jnp.asarray(k), iters, False)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
+    plain, _ = restore(params, y, make_config(**kw))
+    same, _ = restore(params, y, make_config(**kw, relax=1.0, inertia=0.0))
+    np.testing.assert_allclose(np.asarray(same), np.asarray(plain), atol=1e-6)
+    base = make_config(**kw, relax=1.0, inertia=0.0)
+    g = jax.grad(lambda r: jnp.mean(restore(params, y, base.with_values(relax=r))[0]))(
+        jnp.asarray(relax))
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0
