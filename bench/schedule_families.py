@@ -1,6 +1,7 @@
 """Richer schedule families for the ``dpir`` loop, tuned by gradient and scored on Set3G.
 
     python bench/schedule_families.py --family relax --shake-kernels 40 --noise 2.55 --iters 8
+    python bench/schedule_families.py --render configs/dpir_tuned_relax.py --shake-kernels 40
 
 The library's tuned schedules (``configs/dpir_tuned.py``) are one ``sigma_t`` and one ``rho_t``
 per iteration. This experiment asks whether a larger family buys what that one does not (the
@@ -16,9 +17,11 @@ Training is :func:`dynpnp_jax.tune.tune_dpir`'s (the same crops, training kernel
 logarithms of sigma and rho, cosine decay, Polyak average of the second half, validation crops),
 with ``--shake-kernels`` synthetic camera-shake kernels added to the training kernels. Scoring:
 :func:`dynpnp_jax.tune.evaluate_set3g`'s protocol (Set3G, Levin k1-k8, x8 as DPIR runs it), DPIR's
-schedule and the tuned family side by side. The loop here is written out (the library's
-``restore`` has no ``gamma``/``beta``) and equals ``restore``'s ``dpir`` mode at gamma = 1,
-beta = 0 (checked at start). Writes a JSON with the values and the PSNRs.
+schedule and the tuned family side by side. The loop here is written out (it equals ``restore``'s
+``dpir`` mode with ``relax`` = gamma and ``inertia`` = beta, tested) and is checked against
+``restore`` at gamma = 1, beta = 0 at start. Writes a JSON with the values and the PSNRs;
+``--render`` turns the four ``relax`` runs (T = 8, 4; noise 2.55, 7.65) into
+``configs/dpir_tuned_relax.py`` (method ``dpir-tuned-relax``).
 """
 from __future__ import annotations
 
@@ -82,6 +85,58 @@ def set3g(net, theta, noise: float, iters: int) -> float:
         raise FloatingPointError("schedule_families: a non-finite PSNR on Set3G")
     return float(np.mean(psnrs))
 
+RUNS = ((2.55, 8), (2.55, 4), (7.65, 8), (7.65, 4))
+
+
+def result_path(family: str, shake: int, noise: float, iters: int) -> Path:
+    return Path(f"results/families-{family}-shake{shake}-{noise:g}-T{iters}.json")
+
+
+def render_config(shake: int = 40) -> str:
+    """The text of ``configs/dpir_tuned_relax.py`` from the four ``--family relax`` runs' JSON."""
+    import math
+
+    runs = [(n, t, json.loads(result_path("relax", shake, n, t).read_text())) for n, t in RUNS]
+    lines = ['"""DPIR deblurring schedules of the larger family: per-iteration ``sigma``, ``mu`` '
+             '(rho), ``relax``',
+             "(the prior step ``v_t = x_t + relax_t (D(x_t) - x_t)``) and ``inertia`` (the x-step's "
+             "prior term",
+             "``v_{t-1} + inertia_t (v_{t-1} - v_{t-2})``), tuned by gradient through the unrolled "
+             "loop with",
+             f"FFDNet-gray on ``shared/data/tune`` crops blurred with ``tune.training_kernels({shake})`` "
+             "(the",
+             f"``kernels_12.mat`` kernels that are not Levin's, plus {shake} synthetic camera-shake "
+             "kernels) -- never",
+             "Set3G or a Levin kernel. Initialised from DPIR's loop (``relax = 1``, ``inertia = 0``).",
+             "", "Produced by (one run each, about 15 min at T=8 and 7 min at T=4 on 2 cores):", ""]
+    lines += [f"    python bench/schedule_families.py --family relax --shake-kernels {shake} "
+              f"--noise {n:g} --iters {t}" for n, t, _ in runs]
+    lines += [f"    python bench/schedule_families.py --render configs/dpir_tuned_relax.py "
+              f"--shake-kernels {shake}", "",
+              "Set3G, Levin k1..k8, x8, mean PSNR (dB) (the same runs; method ``dpir-tuned-relax``):",
+              "", "    | noise | T | DPIR | tuned relax | held-out crops: DPIR -> tuned |",
+              "    |---|---|---|---|---|"]
+    lines += [f"    | {n:g} | {t} | {d['set3g_dpir']:.2f} | {d['set3g_tuned']:.2f} | "
+              f"{d['val_psnr_dpir']:.2f} -> {d['val_psnr_tuned']:.2f} |" for n, t, d in runs]
+    lines += ['"""', "from __future__ import annotations", "",
+              "# (noise on the 8-bit scale, iterations) -> per-iteration values ([0, 1] scale for sigma)",
+              "TUNED = {"]
+    for n, t, d in runs:
+        v = d["values"]
+        lines.append(f"    ({n:g}, {t}): {{")
+        for key, src, f in (("sigma", "log_sigma", math.exp), ("mu", "log_mu", math.exp),
+                            ("relax", "gamma", float), ("inertia", "beta", float)):
+            lines.append(f'        "{key}": [' + ", ".join(f"{f(x):.6g}" for x in v[src]) + "],")
+        lines.append("    },")
+    lines += ["}", "", "",
+              "def get_config(noise: float = 2.55, iters: int = 8, ensemble: bool = False) -> dict:",
+              '    """``make_config`` keyword arguments of the tuned schedule for ``noise`` (8-bit: '
+              '2.55 or 7.65)',
+              '    and ``iters`` (8 or 4): ``make_config(**get_config(2.55, 4))``."""',
+              "    from dynpnp_jax.tune import schedule_kwargs", "",
+              "    return schedule_kwargs(TUNED, noise, iters, ensemble)", ""]
+    return "\n".join(lines)
+
 
 def main(argv=None) -> int:
     import optax
@@ -98,7 +153,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shake-kernels", type=int, default=0, metavar="N")
     p.add_argument("--out", default=None, help="JSON file (default results/families-*.json)")
+    p.add_argument("--render", default=None, metavar="PATH",
+                   help="only write the config file of the four --family relax runs (T=8, 4 at "
+                        "noise 2.55, 7.65; their default --out files) to PATH")
     a = p.parse_args(argv)
+    if a.render:
+        try:
+            Path(a.render).write_text(render_config(a.shake_kernels))
+        except FileNotFoundError as err:
+            p.error(f"--render: a run is missing ({err.filename}); run the four commands first")
+        print(f"wrote {a.render}")
+        return 0
     try:
         noise = tn._check_noise(a.noise)
         iters = tn._check_int("iters", a.iters, 1)
@@ -161,7 +226,7 @@ def main(argv=None) -> int:
            "values": {k: np.asarray(v, np.float64).tolist() for k, v in avg.items()},
            "seconds": time.time() - t0}
     print(json.dumps({k: v for k, v in out.items() if k != "values"}, indent=1))
-    path = Path(a.out or f"results/families-{a.family}-shake{a.shake_kernels}-{noise:g}-T{iters}.json")
+    path = Path(a.out) if a.out else result_path(a.family, a.shake_kernels, noise, iters)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     print(f"Set3G: DPIR {out['set3g_dpir']:.3f}, tuned {a.family} {out['set3g_tuned']:.3f} dB "

@@ -11,6 +11,7 @@ Produced by (one run each, about 15 min at T=8 and 7 min at T=4 on 2 cores):
     python bench/schedule_families.py --family relax --shake-kernels 40 --noise 2.55 --iters 4
     python bench/schedule_families.py --family relax --shake-kernels 40 --noise 7.65 --iters 8
     python bench/schedule_families.py --family relax --shake-kernels 40 --noise 7.65 --iters 4
+    python bench/schedule_families.py --render configs/dpir_tuned_relax.py --shake-kernels 40
 
 Set3G, Levin k1..k8, x8, mean PSNR (dB) (the same runs; method ``dpir-tuned-relax``):
 
