@@ -1,12 +1,13 @@
-"""Per-kernel and mean PSNR tables of ``dpir`` against ``dpir-tuned`` from eval result folders.
+"""Per-kernel and mean PSNR tables of ``dpir`` against the tuned methods (``dpir-tuned*``) from
+eval result folders.
 
     python bench/schedule_table.py results/set3g-levin-T8 results/set3g-levin-T4
 
 Each folder is the ``--out`` of one ``python -m dynpnp_jax.eval --task deblur ... --method dpir
 dpir-tuned [--iters T]`` run; T is read from the recorded config. Prints one markdown table per
 noise level (rows: method and T; columns: the kernels' PSNR, then the mean PSNR and SSIM over
-all images and kernels) and the two checks of the learned-schedules issue: tuned - DPIR at
-T = 8, and tuned at T = 4 - DPIR at T = 8.
+all images and kernels) and, for each ``dpir-tuned*`` method, the two checks of the
+learned-schedules issue: tuned - DPIR at T = 8, and tuned at T = 4 - DPIR at T = 8.
 """
 from __future__ import annotations
 
@@ -56,18 +57,20 @@ def tables(folders) -> str:
                          + " | ".join(f"{np.mean(per[k][0]):.2f}" for k in kernels)
                          + f" | **{mean:.2f}** | {ssim:.4f} |")
         lines.append("")
-    lines.append("| noise | tuned - DPIR, T=8 (target >= +0.15) | tuned T=4 - DPIR T=8 "
+    tuned = sorted({k[0] for k in runs if k[0].startswith("dpir-tuned")})
+    lines.append("| noise | method | tuned - DPIR, T=8 (target >= +0.15) | tuned T=4 - DPIR T=8 "
                  "(target >= 0) | DPIR T=4 - DPIR T=8 |")
-    lines.append("|---|---|---|---|")
+    lines.append("|---|---|---|---|---|")
     for noise in sorted({k[2] for k in runs}):
         def m(method, t):
             return means.get((method, t, noise))
 
         def diff(a, b):
             return "n/a" if a is None or b is None else f"{a - b:+.3f}"
-        lines.append(f"| {noise:g} | {diff(m('dpir-tuned', 8), m('dpir', 8))} | "
-                     f"{diff(m('dpir-tuned', 4), m('dpir', 8))} | "
-                     f"{diff(m('dpir', 4), m('dpir', 8))} |")
+        for name in tuned:
+            lines.append(f"| {noise:g} | {name} | {diff(m(name, 8), m('dpir', 8))} | "
+                         f"{diff(m(name, 4), m('dpir', 8))} | "
+                         f"{diff(m('dpir', 4), m('dpir', 8))} |")
     return "\n".join(lines)
 
 
