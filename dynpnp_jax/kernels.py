@@ -14,7 +14,8 @@ are renormalised in float64: the bicubic ones sum to 0.9999 in the file). Their 
 * ``camera_shake(seed, size=25)`` -- a random camera-shake kernel (synthetic training kernels)
 * ``load_kernel(path)``  -- .npy, image files (.png, ...), .mat (v5 or v7.3)
 * ``parse_kernel(spec)`` -- ``levin``, ``levin:3``, ``kernels12:2``, ``bicubic:2``, ``gauss:1.6``,
-                            ``motion:15,45``, ``identity`` or a file path -> ``[(name, kernel)]``
+                            ``motion:15,45``, ``shake:7``, ``identity`` or a file path ->
+                            ``[(name, kernel)]``
 
 The ``.mat`` files are read from ``dynpnp_jax.paths.data_dir() / "kernels"`` (``$DYNPNP_DATA``
 or ``shared/data``) unless a ``path`` (the file, or a folder holding it) is given.
