@@ -138,6 +138,44 @@ def render_config(shake: int = 40) -> str:
     return "\n".join(lines)
 
 
+def schedule_figure(path, noise: float = 2.55) -> None:
+    """Plot the shipped schedules (``configs/dpir_tuned.py``, ``configs/dpir_tuned_relax.py``)
+    beside DPIR's for ``noise``: sigma_t, rho_t, relax_t and inertia_t against the iteration, T = 8
+    (solid) and T = 4 (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from configs import dpir_tuned, dpir_tuned_relax
+    from dynpnp_jax.solver import dpir_schedule
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    colours = {"DPIR": "k", "dpir-tuned": "tab:blue", "dpir-tuned-relax": "tab:red"}
+    for iters, style in ((8, "-"), (4, "--")):
+        sig, rho = dpir_schedule(iters, noise / 255)
+        rows = {"DPIR": {"sigma": sig, "mu": rho, "relax": np.ones(iters), "inertia": np.zeros(iters)},
+                "dpir-tuned": {**dpir_tuned.TUNED[(noise, iters)], "relax": np.ones(iters),
+                               "inertia": np.zeros(iters)},
+                "dpir-tuned-relax": dpir_tuned_relax.TUNED[(noise, iters)]}
+        t = np.arange(1, iters + 1)
+        for name, vals in rows.items():
+            for ax, key in zip(axes, ("sigma", "mu", "relax", "inertia")):
+                scale = 255.0 if key == "sigma" else 1.0
+                ax.plot(t, np.asarray(vals[key]) * scale, style, marker="o", ms=3,
+                        color=colours[name], label=f"{name}, T={iters}")
+    for ax, title in zip(axes, ("sigma_t (8-bit)", "rho_t", "relax_t", "inertia_t")):
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        if title.startswith(("sigma", "rho")):
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Deblurring schedules, noise {noise:g} (Set3G / Levin: RESULTS.md)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     import optax
     from tqdm.auto import tqdm
@@ -156,7 +194,13 @@ def main(argv=None) -> int:
     p.add_argument("--render", default=None, metavar="PATH",
                    help="only write the config file of the four --family relax runs (T=8, 4 at "
                         "noise 2.55, 7.65; their default --out files) to PATH")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="only plot the shipped schedules beside DPIR's for --noise to PNG")
     a = p.parse_args(argv)
+    if a.figure:
+        schedule_figure(a.figure, a.noise)
+        print(f"wrote {a.figure}")
+        return 0
     if a.render:
         try:
             Path(a.render).write_text(render_config(a.shake_kernels))
