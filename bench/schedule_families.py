@@ -13,13 +13,12 @@ learned-schedules issue's +0.15 dB at T=8). Families:
   ``beta_t`` of the x-step's prior term, ``v_{t-1} + beta_t (v_{t-1} - v_{t-2})`` (inertial HQS),
   initialised at DPIR's loop (gamma = 1, beta = 0).
 
-Training is :func:`dynpnp_jax.tune.tune_dpir`'s (the same crops, training kernels, Adam on the
-logarithms of sigma and rho, cosine decay, Polyak average of the second half, validation crops),
-with ``--shake-kernels`` synthetic camera-shake kernels added to the training kernels. Scoring:
-:func:`dynpnp_jax.tune.evaluate_set3g`'s protocol (Set3G, Levin k1-k8, x8 as DPIR runs it), DPIR's
-schedule and the tuned family side by side. The loop here is written out (it equals ``restore``'s
-``dpir`` mode with ``relax`` = gamma and ``inertia`` = beta, tested) and is checked against
-``restore`` at gamma = 1, beta = 0 at start. Writes a JSON with the values and the PSNRs;
+Training is :func:`dynpnp_jax.tune.tune_dpir` with ``family`` (the same crops, training kernels,
+Adam on the logarithms of sigma and rho, cosine decay, Polyak average of the second half,
+validation crops; the loop is ``restore``'s ``dpir`` mode with ``relax`` = gamma and ``inertia`` =
+beta), with ``--shake-kernels`` synthetic camera-shake kernels added to the training kernels.
+Scoring: :func:`dynpnp_jax.tune.evaluate_set3g` (Set3G, Levin k1-k8, x8 as DPIR runs it), DPIR's
+schedule and the tuned family side by side. Writes a JSON with the values and the PSNRs;
 ``--render`` turns the four ``relax`` runs (T = 8, 4; noise 2.55, 7.65) into
 ``configs/dpir_tuned_relax.py`` (method ``dpir-tuned-relax``).
 """
@@ -31,59 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dynpnp_jax import kernels as kn  # noqa: E402
-from dynpnp_jax import load_network  # noqa: E402
-from dynpnp_jax import steps as st  # noqa: E402
 from dynpnp_jax import tune as tn  # noqa: E402
-from dynpnp_jax.operators import Blur  # noqa: E402
-from dynpnp_jax.solver import augment, augment_inverse  # noqa: E402
 
-FAMILIES = ("base", "relax")
-
-
-def loop(net, theta, y, k, iters: int, ensemble: bool):
-    """The ``dpir`` loop (exact x-step, circular blur ``k``) with relaxation and extrapolation."""
-    op = Blur.from_kernel(k)
-    sig, mu = jnp.exp(theta["log_sigma"]), jnp.exp(theta["log_mu"])
-    gam = theta.get("gamma", jnp.ones(iters))
-    beta = theta.get("beta", jnp.zeros(iters))
-    x = v = vprev = y
-    b = y.shape[0]
-    for t in range(iters):
-        prior_in = v + beta[t] * (v - vprev)
-        x = op.normal_solve(op.adjoint(y) + mu[t] * prior_in, mu[t])
-        s = jnp.broadcast_to(sig[t], (b,))
-        if ensemble:
-            d = augment(st.prior_step(net, augment(x, t % 8), s), augment_inverse(t % 8))
-        else:
-            d = st.prior_step(net, x, s)
-        vprev, v = v, x + gam[t] * (d - x)
-    return v
-
-
-def set3g(net, theta, noise: float, iters: int) -> float:
-    """Mean PSNR on Set3G x Levin k1-k8 (``tune.evaluate_set3g``'s protocol, x8)."""
-    f = jax.jit(lambda th, y, k: loop(net, th, y, k, iters, True))
-    ks = [kn.levin(i) for i in range(1, 9)]
-    size = max(max(k.shape) for k in ks)
-    size += 1 - size % 2
-    kpad = jnp.asarray(np.stack([np.pad(k, [((size - s) // 2, size - s - (size - s) // 2)
-                                            for s in k.shape]) for k in ks]), jnp.float32)
-    psnrs = []
-    for gt in tn.set3g_images().values():
-        y = np.stack([tn.degrade_dpir(gt, k, noise) for k in ks])[..., None].astype(np.float32)
-        r = np.asarray(f(theta, jnp.asarray(y), kpad)[..., 0], np.float64)
-        r = np.uint8(np.round(np.clip(r, 0, 1) * 255))
-        psnrs += [tn.psnr_uint8(r[i], gt) for i in range(len(ks))]
-    if not np.all(np.isfinite(psnrs)):
-        raise FloatingPointError("schedule_families: a non-finite PSNR on Set3G")
-    return float(np.mean(psnrs))
 
 RUNS = ((2.55, 8), (2.55, 4), (7.65, 8), (7.65, 4))
 
@@ -94,8 +46,6 @@ def result_path(family: str, shake: int, noise: float, iters: int) -> Path:
 
 def render_config(shake: int = 40) -> str:
     """The text of ``configs/dpir_tuned_relax.py`` from the four ``--family relax`` runs' JSON."""
-    import math
-
     runs = [(n, t, json.loads(result_path("relax", shake, n, t).read_text())) for n, t in RUNS]
     lines = ['"""DPIR deblurring schedules of the larger family: per-iteration ``sigma``, ``mu`` '
              '(rho), ``relax``',
@@ -122,11 +72,9 @@ def render_config(shake: int = 40) -> str:
               "# (noise on the 8-bit scale, iterations) -> per-iteration values ([0, 1] scale for sigma)",
               "TUNED = {"]
     for n, t, d in runs:
-        v = d["values"]
         lines.append(f"    ({n:g}, {t}): {{")
-        for key, src, f in (("sigma", "log_sigma", math.exp), ("mu", "log_mu", math.exp),
-                            ("relax", "gamma", float), ("inertia", "beta", float)):
-            lines.append(f'        "{key}": [' + ", ".join(f"{f(x):.6g}" for x in v[src]) + "],")
+        for key in ("sigma", "mu") + tn.RELAXED:
+            lines.append(f'        "{key}": [' + ", ".join(f"{x:.6g}" for x in d["values"][key]) + "],")
         lines.append("    },")
     lines += ["}", "", "",
               "def get_config(noise: float = 2.55, iters: int = 8, ensemble: bool = False) -> dict:",
@@ -177,11 +125,8 @@ def schedule_figure(path, noise: float = 2.55) -> None:
 
 
 def main(argv=None) -> int:
-    import optax
-    from tqdm.auto import tqdm
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", choices=FAMILIES, default="relax")
+    p.add_argument("--family", choices=tn.FAMILIES, default="relax")
     p.add_argument("--noise", type=float, default=2.55, help="8-bit noise level (2.55 or 7.65)")
     p.add_argument("--iters", type=int, default=8)
     p.add_argument("--steps", type=int, default=200)
@@ -215,59 +160,21 @@ def main(argv=None) -> int:
         crop = tn._check_int("crop", a.crop, 32, tn.TUNE_SIZE)
         batch = tn._check_int("batch", a.batch, 1)
         tn._check_positive("lr", a.lr, "a positive learning rate")
-        kerns = tn.training_kernels(a.shake_kernels)
+        tn._check_int("shake-kernels", a.shake_kernels, 0)
     except ValueError as err:
         p.error(str(err))
     t0 = time.time()
-    full = load_network("ffdnet-gray")
-    net = tn.frozen_network(full)
-    cleans = tn.load_tune_images()
-
-    theta0 = tn.dpir_theta(iters, noise)
-    # the written-out loop is the library's dpir loop at gamma = 1, beta = 0
-    from dynpnp_jax.solver import make_config, restore
-
-    yv, _, kv = tn.make_batch(np.random.RandomState(99), cleans, kerns, crop=64, batch=1,
-                              noise=noise)
-    ref, _ = restore({"prior": full, "A": Blur.from_kernel(kv)}, yv,
-                     make_config(**tn.dpir_kwargs(noise, iters), clip_output=False, keep_images=False))
-    mine = loop(full, theta0, jnp.asarray(yv), jnp.asarray(kv), iters, False)
-    gap = float(jnp.max(jnp.abs(ref - mine)))
-    if gap > 1e-4:
-        raise AssertionError(f"the written-out loop differs from restore's dpir mode by {gap:.2e}")
-    if a.family == "relax":
-        theta0 = {**theta0, "gamma": jnp.ones(iters), "beta": jnp.zeros(iters)}
-
-    def loss(th, y, x, k):
-        mse = jnp.mean((loop(net, th, y, k, iters, False) - x) ** 2, axis=(1, 2, 3))
-        return jnp.mean(10.0 * jnp.log10(jnp.maximum(mse, 1e-12)))
-
-    grad_fn, val_fn = jax.jit(jax.value_and_grad(loss)), jax.jit(loss)
-    vrng = np.random.RandomState(a.seed + 1)
-    val = [tn.make_batch(vrng, cleans, kerns, crop=crop, batch=8, noise=noise) for _ in range(2)]
-
-    def val_psnr(th):
-        return -float(np.mean([float(val_fn(th, *b)) for b in val]))
-
-    opt = optax.adam(optax.cosine_decay_schedule(a.lr, steps, alpha=0.1))
-    state, th, avg, first = opt.init(theta0), theta0, None, steps // 2
-    rng = np.random.RandomState(a.seed)
-    for step in tqdm(range(steps), desc=f"{a.family} noise={noise:g} T={iters}"):
-        value, g = grad_fn(th, *tn.make_batch(rng, cleans, kerns, crop=crop, batch=batch,
-                                              noise=noise))
-        if not all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree_util.tree_leaves(g)):
-            raise FloatingPointError(f"non-finite gradient at step {step}; lower --lr")
-        updates, state = opt.update(g, state)
-        th = optax.apply_updates(th, updates)
-        if step >= first:
-            n = step - first + 1
-            avg = th if avg is None else jax.tree_util.tree_map(lambda m, t: m + (t - m) / n, avg, th)
+    r = tn.tune_dpir(noise, iters, steps=steps, crop=crop, batch=batch, lr=a.lr, seed=a.seed,
+                     shake=a.shake_kernels, family=a.family)
+    values = {k: r[k] for k in ("sigma", "mu") + tn.RELAXED if k in r}
+    scores = {name: tn.evaluate_set3g(tn.dpir_kwargs(noise, iters, vals), True)["mean"]
+              for name, vals in (("dpir", None), ("tuned", values))}
+    if not all(np.isfinite(v) for v in scores.values()):
+        raise FloatingPointError(f"schedule_families: a non-finite Set3G mean PSNR: {scores}")
     out = {"family": a.family, "noise": noise, "iters": iters, "shake_kernels": a.shake_kernels,
            "settings": dict(steps=steps, crop=crop, batch=batch, lr=a.lr, seed=a.seed),
-           "val_psnr_dpir": val_psnr(theta0), "val_psnr_tuned": val_psnr(avg),
-           "set3g_dpir": set3g(full, theta0, noise, iters),
-           "set3g_tuned": set3g(full, avg, noise, iters),
-           "values": {k: np.asarray(v, np.float64).tolist() for k, v in avg.items()},
+           "val_psnr_dpir": r["val_psnr_dpir"], "val_psnr_tuned": r["val_psnr_tuned"],
+           "set3g_dpir": scores["dpir"], "set3g_tuned": scores["tuned"], "values": values,
            "seconds": time.time() - t0}
     print(json.dumps({k: v for k, v in out.items() if k != "values"}, indent=1))
     path = Path(a.out) if a.out else result_path(a.family, a.shake_kernels, noise, iters)

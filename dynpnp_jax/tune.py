@@ -328,24 +328,44 @@ def make_batch(rng: np.random.RandomState, cleans: list, kerns: list, *, crop: i
 
 
 # ---------------------------------------------------------------- the objective
-def dpir_theta(iters: int, noise: float) -> dict:
-    """DPIR's schedule as the parameters: ``{'log_sigma': (T,), 'log_mu': (T,)}``."""
+FAMILIES = ("base", "relax")  # what is tuned: sigma and mu; + the solver's relax and inertia
+RELAXED = ("relax", "inertia")
+
+
+def _check_family(family) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}; 'relax' also tunes "
+                         "the solver's relax and inertia")
+    return family
+
+
+def dpir_theta(iters: int, noise: float, family: str = "base") -> dict:
+    """DPIR's loop as the parameters: ``{'log_sigma': (T,), 'log_mu': (T,)}``, and for
+    ``family='relax'`` also ``'relax'`` (ones) and ``'inertia'`` (zeros)."""
     from .solver import dpir_schedule
 
+    _check_family(family)
     sigma, mu = dpir_schedule(int(iters), noise / 255)
-    return {"log_sigma": jnp.asarray(np.log(sigma), jnp.float32),
-            "log_mu": jnp.asarray(np.log(mu), jnp.float32)}
+    theta = {"log_sigma": jnp.asarray(np.log(sigma), jnp.float32),
+             "log_mu": jnp.asarray(np.log(mu), jnp.float32)}
+    if family == "relax":
+        theta.update(relax=jnp.ones(int(iters), jnp.float32),
+                     inertia=jnp.zeros(int(iters), jnp.float32))
+    return theta
 
 
 def theta_values(theta) -> dict:
-    """``{'sigma': [...], 'mu': [...]}`` as Python floats."""
-    return {"sigma": [float(v) for v in np.exp(np.asarray(theta["log_sigma"], np.float64))],
-            "mu": [float(v) for v in np.exp(np.asarray(theta["log_mu"], np.float64))]}
+    """``{'sigma': [...], 'mu': [...]}`` (and ``relax`` / ``inertia`` when tuned) as floats."""
+    out = {"sigma": [float(v) for v in np.exp(np.asarray(theta["log_sigma"], np.float64))],
+           "mu": [float(v) for v in np.exp(np.asarray(theta["log_mu"], np.float64))]}
+    out.update({k: [float(v) for v in np.asarray(theta[k], np.float64)]
+                for k in RELAXED if k in theta})
+    return out
 
 
 def dpir_loss_fn(net, iters: int, noise: float, *, loss: str = "psnr", ensemble: bool = False):
     """``f(theta, y, x, k) -> scalar``: the loss of the ``dpir`` loop with the schedule
-    ``exp(theta)`` on a batch (``loss='psnr'``: minus the mean per-image PSNR in dB of the
+    ``exp(theta)`` (and ``theta``'s ``relax`` / ``inertia`` when it has them) on a batch (``loss='psnr'``: minus the mean per-image PSNR in dB of the
     clipped output; ``'mse'``: the mean squared error). Goes through the public ``restore``."""
     from .operators import Blur
     from .solver import make_config, restore
@@ -356,7 +376,8 @@ def dpir_loss_fn(net, iters: int, noise: float, *, loss: str = "psnr", ensemble:
                        ensemble=ensemble)
 
     def f(theta, y, x, k):
-        cfg = base.with_values(sigma=jnp.exp(theta["log_sigma"]), mu=jnp.exp(theta["log_mu"]))
+        cfg = base.with_values(sigma=jnp.exp(theta["log_sigma"]), mu=jnp.exp(theta["log_mu"]),
+                               **{k: theta[k] for k in RELAXED if k in theta})
         out, _ = restore({"prior": net, "A": Blur.from_kernel(k)}, y, cfg)
         mse = jnp.mean((out - x) ** 2, axis=(1, 2, 3))
         if loss == "mse":
@@ -375,9 +396,10 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
               lr: float = 0.03, seed: int = 0, loss: str = "psnr", quantize: bool = True,
               remat: bool = False, val_size: int = 16, val_every: int = 0,
               average_from: float = 0.5, net=None, cleans=None, verbose: bool = True,
-              ensemble: bool = False, shake: int = 0) -> dict:
+              ensemble: bool = False, shake: int = 0, family: str = "base") -> dict:
     """Tune DPIR's per-iteration ``sigma_t`` and ``mu_t`` (rho) for one noise level (8-bit) and
-    ``iters`` by Adam on their logarithms, from :func:`~dynpnp_jax.dpir_schedule`.
+    ``iters`` by Adam on their logarithms, from :func:`~dynpnp_jax.dpir_schedule`;
+    ``family='relax'`` also the solver's ``relax_t`` and ``inertia_t`` (from 1 and 0).
     ``ensemble``: train (and validate) the loop as it is evaluated, with the x8 self-ensemble
     (iteration t sees the (t mod 8)-th flip/rotation: no extra network calls).
 
@@ -396,6 +418,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
 
     noise = _check_noise(noise)
     iters = _check_int("iters", iters, 1)
+    _check_family(family)
     steps = _check_int("steps", steps, 1, fix="pass a positive number of optimisation steps")
     crop = _check_int("crop", crop, 32, TUNE_SIZE, fix=f"crops of the {TUNE_SIZE}x{TUNE_SIZE} "
                       "tune images must hold the 25x25 kernels and FFDNet's receptive field")
@@ -418,7 +441,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
     def val_psnr(th):
         return -float(np.mean([float(val_fn(th, *b)) for b in val]))
 
-    theta0 = dpir_theta(iters, noise)
+    theta0 = dpir_theta(iters, noise, family)
     theta = theta0
     sched = optax.cosine_decay_schedule(lr, steps, alpha=0.1)
     opt = optax.adam(sched)
@@ -453,7 +476,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
             "seconds": time.time() - t0, "peak_rss_mib": _peak_rss_mib(),
             "settings": dict(steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, loss=loss,
                              quantize=quantize, remat=remat, average_from=average_from,
-                             ensemble=bool(ensemble), shake=shake)}
+                             ensemble=bool(ensemble), shake=shake, family=family)}
 
 
 # ---------------------------------------------------------------- the A-step's sizes

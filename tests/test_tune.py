@@ -336,45 +336,59 @@ def test_resume_reuses_finished_runs_and_checks_settings(tmp_path, ffdnet):
         tune._load_previous(path, {**settings, "steps": 3})
 
 
-# ------------------------------------------------------------------ bench/schedule_families.py
-def test_schedule_families_loop_is_the_dpir_loop(ffdnet, tiny_batch):
-    """The experiment's written-out loop equals ``restore``'s ``dpir`` mode at gamma = 1,
-    beta = 0 (so its Set3G numbers are the library's), and its relaxation / extrapolation change
-    the output and get finite gradients."""
-    import sys
-    from pathlib import Path
+# ------------------------------------------------------------------ the relaxed family
+def _reference_loop(net, theta, y, k, iters: int):
+    """The ``dpir`` loop with relaxation and extrapolation, written out in Python as the equations
+    read (exact x-step, circular blur ``k``): the reference ``restore`` is checked against."""
+    from dynpnp_jax import steps as st
+    from dynpnp_jax.operators import Blur
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.schedule_families import loop
+    op = Blur.from_kernel(k)
+    sig, mu = jnp.exp(theta["log_sigma"]), jnp.exp(theta["log_mu"])
+    gam, beta = theta["relax"], theta["inertia"]
+    x = v = vprev = y
+    for t in range(iters):
+        prior_in = v + beta[t] * (v - vprev)
+        x = op.normal_solve(op.adjoint(y) + mu[t] * prior_in, mu[t])
+        d = st.prior_step(net, x, jnp.broadcast_to(sig[t], (y.shape[0],)))
+        vprev, v = v, x + gam[t] * (d - x)
+    return v
+
+
+def test_relaxed_family_loss_is_the_written_out_loop(ffdnet, tiny_batch):
+    """``dpir_loss_fn`` with ``dpir_theta(family='relax')`` runs the written-out loop: DPIR's at
+    relax = 1, inertia = 0; relaxation and extrapolation move it and get gradients."""
     from dynpnp_jax.operators import Blur
     from dynpnp_jax.solver import restore
 
-    y, _, k = tiny_batch
+    y, x, k = tiny_batch
     iters = 3
     ref, _ = restore({"prior": ffdnet, "A": Blur.from_kernel(k)}, y,
                      make_config(**tune.dpir_kwargs(NOISE, iters), clip_output=False,
                                  keep_images=False))
-    th = {**tune.dpir_theta(iters, NOISE), "gamma": jnp.ones(iters), "beta": jnp.zeros(iters)}
-    out = loop(ffdnet, th, jnp.asarray(y), jnp.asarray(k), iters, False)
+    th = tune.dpir_theta(iters, NOISE, family="relax")
+    assert set(th) == {"log_sigma", "log_mu", "relax", "inertia"}
+    out = _reference_loop(ffdnet, th, jnp.asarray(y), jnp.asarray(k), iters)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
-    moved = loop(ffdnet, {**th, "gamma": jnp.full(iters, 0.8), "beta": jnp.full(iters, 0.3)},
-                 jnp.asarray(y), jnp.asarray(k), iters, False)
+    moved_th = {**th, "relax": jnp.full(iters, 0.8), "inertia": jnp.full(iters, 0.3)}
+    moved = _reference_loop(ffdnet, moved_th, jnp.asarray(y), jnp.asarray(k), iters)
     assert float(jnp.max(jnp.abs(moved - out))) > 1e-3
-    g = jax.grad(lambda t: jnp.mean(loop(ffdnet, t, jnp.asarray(y), jnp.asarray(k), iters,
-                                         False) ** 2))(th)
+    f = tune.dpir_loss_fn(ffdnet, iters, NOISE)
+    mse = jnp.mean((jnp.clip(moved, 0, 1) - x) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(float(f(moved_th, y, x, k)),
+                               float(jnp.mean(10 * jnp.log10(mse))), atol=1e-3)
+    g = jax.grad(f)(moved_th, y, x, k)
     assert all(bool(jnp.all(jnp.isfinite(v))) and float(jnp.max(jnp.abs(v))) > 0
-               for v in (g["gamma"], g["beta"][1:]))
+               for v in (g["relax"], g["inertia"][1:]))
+    assert tune.theta_values(moved_th)["inertia"] == pytest.approx([0.3] * iters)
+    with pytest.raises(ValueError, match="family"):
+        tune.dpir_theta(iters, NOISE, family="momentum")
 
 
-def test_relaxed_dpir_mode_is_the_families_loop(ffdnet, tiny_batch):
-    """``make_config('dpir', relax=..., inertia=...)`` runs the loop ``bench/schedule_families.py``
-    tuned (so the shipped relaxed schedules mean what they were tuned for), differentiably; at
-    relax = 1, inertia = 0 it is DPIR's loop."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.schedule_families import loop
+def test_relaxed_dpir_mode_is_the_written_out_loop(ffdnet, tiny_batch):
+    """``make_config('dpir', relax=..., inertia=...)`` runs the written-out loop (so the shipped
+    relaxed schedules mean what they were tuned for), differentiably; at relax = 1, inertia = 0 it
+    is DPIR's loop."""
     from dynpnp_jax.operators import Blur
     from dynpnp_jax.solver import restore
 
@@ -383,8 +397,9 @@ def test_relaxed_dpir_mode_is_the_families_loop(ffdnet, tiny_batch):
     params = {"prior": ffdnet, "A": Blur.from_kernel(k)}
     kw = dict(**tune.dpir_kwargs(NOISE, iters), clip_output=False, keep_images=False)
     out, _ = restore(params, y, make_config(**kw, relax=relax, inertia=inertia))
-    th = {**tune.dpir_theta(iters, NOISE), "gamma": jnp.asarray(relax), "beta": jnp.asarray(inertia)}
-    ref = loop(ffdnet, th, jnp.asarray(y), jnp.asarray(k), iters, False)
+    th = {**tune.dpir_theta(iters, NOISE), "relax": jnp.asarray(relax),
+          "inertia": jnp.asarray(inertia)}
+    ref = _reference_loop(ffdnet, th, jnp.asarray(y), jnp.asarray(k), iters)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5)
     plain, _ = restore(params, y, make_config(**kw))
     same, _ = restore(params, y, make_config(**kw, relax=1.0, inertia=0.0))
