@@ -13,6 +13,13 @@ level and number of iterations, initialised from DPIR's hand-set ``dpir_schedule
 
     python -m dynpnp_jax.tune --task dpir --noise 2.55 7.65 --iters 8 4 --steps 200 --crop 96
 
+``--family relax`` also tunes the solver's per-iteration ``relax_t`` (the prior step ``v_t = x_t +
+relax_t (D(x_t) - x_t)``) and ``inertia_t`` (the x-step's prior term ``v_{t-1} + inertia_t
+(v_{t-1} - v_{t-2})``), from DPIR's loop (1 and 0)::
+
+    python -m dynpnp_jax.tune --task dpir --family relax --shake-kernels 40 \
+        --write-config configs/dpir_tuned_relax.py --out results/tune_relax.json
+
 The numbers are traced arrays of the jitted solver, so the restored image is differentiable with
 respect to them; we minimise the loss (``dpir``: minus the mean PSNR of the output) with Adam on
 their logarithms (so they stay positive). Training data is ``shared/data/tune`` -- 20 of DnCNN's
@@ -653,8 +660,10 @@ def dpir_kwargs(noise: float, iters: int, values: dict | None = None) -> dict:
 def render_config(results: list, command: str, evals: dict | None = None) -> str:
     """The text of ``configs/dpir_tuned.py`` for the tuning ``results``."""
     ens = any(r.get("settings", {}).get("ensemble") for r in results)
-    lines = ['"""DPIR deblurring schedules (per-iteration ``sigma`` and ``mu`` = rho) tuned by '
-             'gradient through the',
+    relaxed = any(k in r for r in results for k in RELAXED)
+    what = ("per-iteration ``sigma``, ``mu`` = rho, ``relax`` and ``inertia``" if relaxed
+            else "per-iteration ``sigma`` and ``mu`` = rho")
+    lines = [f'"""DPIR deblurring schedules ({what}) tuned by gradient through the',
              "unrolled ``dpir`` loop with the FFDNet-gray prior"
              + (", with the x8 self-ensemble," if ens else ",") + " on ``shared/data/tune`` "
              "(DnCNN training images)",
@@ -667,6 +676,11 @@ def render_config(results: list, command: str, evals: dict | None = None) -> str
     if shake:
         lines.append(f"Plus {shake} synthetic camera-shake kernels (``kernels.camera_shake``, "
                      "``tune.training_kernels(shake)``).")
+    if relaxed:
+        lines.append("``relax``: the prior step ``v_t = x_t + relax_t (D(x_t) - x_t)``; ``inertia``: "
+                     "the x-step's prior term")
+        lines.append("``v_{t-1} + inertia_t (v_{t-1} - v_{t-2})``; initialised at DPIR's loop "
+                     "(1 and 0).")
     lines += ["", "Produced by:",
              "", f"    {command}", ""]
     lines.append("Training: " + ", ".join(
@@ -682,7 +696,7 @@ def render_config(results: list, command: str, evals: dict | None = None) -> str
               "TUNED = {"]
     for r in results:
         lines.append(f"    ({r['noise']:g}, {r['iters']}): {{")
-        for key in ("sigma", "mu"):
+        for key in ("sigma", "mu") + tuple(k for k in RELAXED if k in r):
             vals = ", ".join(f"{v:.6g}" for v in r[key])
             lines.append(f'        "{key}": [{vals}],')
         lines.append("    },")
@@ -723,7 +737,7 @@ def format_table(evals: dict) -> str:
 def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float, seed: int,
              loss: str, quantize: bool, remat: bool, evaluate: bool, val_every: int = 0,
              verbose: bool = True, checkpoint=None, previous: dict | None = None,
-             ensemble: bool = False, shake: int = 0) -> dict:
+             ensemble: bool = False, shake: int = 0, family: str = "base") -> dict:
     """Tune every (noise, iters), then (optionally) evaluate DPIR's and the tuned schedules.
 
     ``checkpoint(results, evals)`` is called after each tuned schedule and each evaluation (to
@@ -750,14 +764,14 @@ def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float
             r = tune_dpir(noise, iters, steps=steps, crop=crop, batch=batch, lr=lr, seed=seed,
                           loss=loss, quantize=quantize, remat=remat, val_every=val_every,
                           net=net, cleans=cleans, verbose=verbose, ensemble=ensemble,
-                          shake=shake)
+                          shake=shake, family=family)
             results.append(r)
             if checkpoint is not None:
                 checkpoint(results, evals)
             if verbose:
-                print(json.dumps({k: r[k] for k in ("noise", "iters", "sigma", "mu",
-                                                    "val_psnr_dpir", "val_psnr_tuned",
-                                                    "seconds", "peak_rss_mib")}), flush=True)
+                print(json.dumps({k: r[k] for k in ("noise", "iters", "sigma", "mu") + RELAXED
+                                  + ("val_psnr_dpir", "val_psnr_tuned", "seconds", "peak_rss_mib")
+                                  if k in r}), flush=True)
     if evaluate:  # only after tuning, for reporting
         for r in results:
             for ens in (False, True):
@@ -824,6 +838,9 @@ def main(argv=None) -> int:
     p.add_argument("--shake-kernels", type=int, default=0, metavar="N",
                    help="dpir: add N synthetic camera-shake kernels (kernels.camera_shake) to the "
                         "training kernels (default 0)")
+    p.add_argument("--family", choices=FAMILIES, default="base",
+                   help="dpir: what is tuned: base = sigma_t and rho_t (default); relax = also the "
+                        "solver's relax_t and inertia_t (write to configs/dpir_tuned_relax.py)")
     p.add_argument("--remat", action="store_true",
                    help="dpir: recompute each FFDNet call in the backward pass (less memory)")
     p.add_argument("--val-every", type=int, default=0,
@@ -880,7 +897,8 @@ def main(argv=None) -> int:
     command = "python -m dynpnp_jax.tune " + " ".join(shlex.quote(a) for a in given)
     settings = dict(steps=steps, crop=args.crop, batch=args.batch, lr=args.lr, seed=args.seed,
                     loss=args.loss, quantize=not args.no_quantize, remat=args.remat,
-                    average_from=0.5, ensemble=args.ensemble, shake=args.shake_kernels)
+                    average_from=0.5, ensemble=args.ensemble, shake=args.shake_kernels,
+                    family=args.family)
     previous = None
     if args.resume:
         try:
@@ -903,7 +921,7 @@ def main(argv=None) -> int:
                    seed=args.seed, loss=args.loss, quantize=not args.no_quantize,
                    remat=args.remat, evaluate=not args.no_eval, val_every=args.val_every,
                    checkpoint=save, previous=previous, ensemble=args.ensemble,
-                   shake=args.shake_kernels)
+                   shake=args.shake_kernels, family=args.family)
     _print_dpir_table(out)
     save(out["results"], out["evals"])
     if args.write_config:
@@ -911,7 +929,7 @@ def main(argv=None) -> int:
     return 0
 
 
-SETTING_DEFAULTS = {"ensemble": False, "shake": 0}  # settings added later: older --out files ran without
+SETTING_DEFAULTS = {"ensemble": False, "shake": 0, "family": "base"}  # settings added later: older --out files ran without
 
 
 def _load_previous(path, settings: dict) -> dict:

@@ -297,6 +297,7 @@ def test_shipped_relaxed_config_is_valid():
     (["--sigma", "30"], "DnCNN-S exists for"),
     (["--iters", "2", "3"], "one --iters value"),
     (["--task", "deblur"], "invalid choice"),
+    (["--task", "dpir", "--family", "momentum"], "invalid choice"),
 ])
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
@@ -408,3 +409,29 @@ def test_relaxed_dpir_mode_is_the_written_out_loop(ffdnet, tiny_batch):
     g = jax.grad(lambda r: jnp.mean(restore(params, y, base.with_values(relax=r))[0]))(
         jnp.asarray(relax))
     assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0
+
+
+def test_cli_family_relax_writes_a_loadable_config(tmp_path, ffdnet, cleans):
+    """``python -m dynpnp_jax.tune --task dpir --family relax``: the run tunes relax and inertia
+    too (they move from DPIR's 1 and 0), records the family in its settings, and the written
+    config carries all four per-iteration numbers into a valid ``make_config``."""
+    import json
+
+    cfg_path, out_path = tmp_path / "relax_cfg.py", tmp_path / "relax.json"
+    assert tune.main(["--task", "dpir", "--family", "relax", "--noise", "7.65", "--iters", "2",
+                      "--steps", "2", "--crop", "32", "--batch", "1", "--no-eval",
+                      "--write-config", str(cfg_path), "--out", str(out_path)]) == 0
+    run = json.loads(out_path.read_text())["results"][0]
+    assert run["settings"]["family"] == "relax"
+    assert run["relax"] != [1.0, 1.0] and run["inertia"][1] != 0.0
+    spec = importlib.util.spec_from_file_location("relax_cfg", cfg_path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert "--family relax" in mod.__doc__ and "relax_t" in mod.__doc__
+    kw = mod.get_config(7.65, 2)
+    np.testing.assert_allclose(kw["relax"], run["relax"], rtol=1e-5)
+    np.testing.assert_allclose(kw["inertia"], run["inertia"], rtol=1e-5, atol=1e-7)
+    cfg = make_config(**kw)
+    assert cfg.relaxed
+    with pytest.raises(ValueError, match="other settings"):  # a base run is not resumed as relax
+        tune._load_previous(out_path, {**run["settings"], "family": "base"})
