@@ -339,6 +339,24 @@ FAMILIES = ("base", "relax")  # what is tuned: sigma and mu; + the solver's rela
 RELAXED = ("relax", "inertia")
 
 
+#: the box ``tune_dpir`` projects relax and inertia onto after each Adam step: inside the solver's
+#: domains (relax in (0, 2], |inertia| < 1), so every tuned schedule is one ``make_config`` takes
+RELAX_BOX = (1e-2, 2.0)
+INERTIA_BOX = (-0.99, 0.99)
+
+
+def project_theta(theta) -> tuple:
+    """``theta`` with ``relax`` / ``inertia`` (where present) clipped to :data:`RELAX_BOX` /
+    :data:`INERTIA_BOX`, and how many of their entries were outside (projected Adam)."""
+    out, hit = dict(theta), 0
+    for key, (lo, hi) in (("relax", RELAX_BOX), ("inertia", INERTIA_BOX)):
+        if key in theta:
+            a = np.asarray(theta[key])
+            hit += int(np.sum((a < lo) | (a > hi)))
+            out[key] = jnp.clip(theta[key], lo, hi)
+    return out, hit
+
+
 def _check_family(family) -> str:
     if family not in FAMILIES:
         raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}; 'relax' also tunes "
@@ -406,7 +424,9 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
               ensemble: bool = False, shake: int = 0, family: str = "base") -> dict:
     """Tune DPIR's per-iteration ``sigma_t`` and ``mu_t`` (rho) for one noise level (8-bit) and
     ``iters`` by Adam on their logarithms, from :func:`~dynpnp_jax.dpir_schedule`;
-    ``family='relax'`` also the solver's ``relax_t`` and ``inertia_t`` (from 1 and 0).
+    ``family='relax'`` also the solver's ``relax_t`` and ``inertia_t`` (from 1 and 0), projected
+    after each step onto :data:`RELAX_BOX` / :data:`INERTIA_BOX` (inside the solver's domains;
+    ``projected`` in the result counts the clipped entries).
     ``ensemble``: train (and validate) the loop as it is evaluated, with the x8 self-ensemble
     (iteration t sees the (t mod 8)-th flip/rotation: no extra network calls).
 
@@ -454,7 +474,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
     opt = optax.adam(sched)
     state = opt.init(theta)
     rng = np.random.RandomState(seed)
-    history, val_hist = [], [(0, val_psnr(theta0))]
+    history, val_hist, projected = [], [(0, val_psnr(theta0))], 0
     first_avg, avg = int(average_from * steps), None
     bar = tqdm(range(steps), desc=f"dpir noise={noise:g} T={iters}", disable=not verbose)
     for step in bar:
@@ -464,7 +484,8 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
         if not all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree_util.tree_leaves(g)):
             raise FloatingPointError(f"tune: non-finite gradient at step {step}; lower --lr")
         updates, state = opt.update(g, state)
-        theta = optax.apply_updates(theta, updates)
+        theta, hit = project_theta(optax.apply_updates(theta, updates))
+        projected += hit
         history.append(float(value))
         if step >= first_avg:
             n = step - first_avg + 1
@@ -481,6 +502,7 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
             "val_psnr_tuned": val_hist[-1][1], "val_psnr_last_iterate": val_last,
             "val_history": val_hist, "loss_history": history,
             "seconds": time.time() - t0, "peak_rss_mib": _peak_rss_mib(),
+            "projected": projected,
             "settings": dict(steps=steps, crop=crop, batch=batch, lr=lr, seed=seed, loss=loss,
                              quantize=quantize, remat=remat, average_from=average_from,
                              ensemble=bool(ensemble), shake=shake, family=family)}

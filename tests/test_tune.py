@@ -435,3 +435,22 @@ def test_cli_family_relax_writes_a_loadable_config(tmp_path, ffdnet, cleans):
     assert cfg.relaxed
     with pytest.raises(ValueError, match="other settings"):  # a base run is not resumed as relax
         tune._load_previous(out_path, {**run["settings"], "family": "base"})
+
+
+def test_relax_family_stays_in_the_solvers_domain(ffdnet, cleans):
+    """Projected Adam: a learning rate large enough to throw relax / inertia out of (0, 2] and
+    (-1, 1) is clipped back onto the box after every step (and counted), so the tuned schedule
+    is one ``make_config`` accepts (a T=16 run at the default lr had left it: inertia -1.29)."""
+    theta = {"log_sigma": jnp.zeros(3), "relax": jnp.asarray([-0.5, 1.0, 2.5]),
+             "inertia": jnp.asarray([0.0, -1.3, 0.995])}
+    out, hit = tune.project_theta(theta)
+    assert hit == 4
+    np.testing.assert_allclose(out["relax"], [tune.RELAX_BOX[0], 1.0, 2.0])
+    np.testing.assert_allclose(out["inertia"], [0.0, -0.99, 0.99])
+    assert tune.project_theta({"log_sigma": jnp.zeros(2)})[1] == 0  # base family: nothing to clip
+    r = tune.tune_dpir(NOISE, 2, steps=3, crop=32, batch=1, val_size=1, lr=3.0, family="relax",
+                       net=ffdnet, cleans=cleans, verbose=False)
+    assert r["projected"] > 0
+    assert all(tune.RELAX_BOX[0] * (1 - 1e-6) <= v <= 2 for v in r["relax"])  # float32 box
+    assert all(abs(v) <= 0.99 * (1 + 1e-6) for v in r["inertia"])
+    assert make_config(**tune.dpir_kwargs(NOISE, 2, r)).relaxed
