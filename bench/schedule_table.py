@@ -2,12 +2,16 @@
 eval result folders.
 
     python bench/schedule_table.py results/set3g-levin-T8 results/set3g-levin-T4
+    python bench/schedule_table.py --figure docs/figures/schedules_2.55.png --noise 2.55
 
 Each folder is the ``--out`` of one ``python -m dynpnp_jax.eval --task deblur ... --method dpir
 dpir-tuned [--iters T]`` run; T is read from the recorded config. Prints one markdown table per
 noise level (rows: method and T; columns: the kernels' PSNR, then the mean PSNR and SSIM over
 all images and kernels) and, for each ``dpir-tuned*`` method, the two checks of the
 learned-schedules issue: tuned - DPIR at T = 8, and tuned at T = 4 - DPIR at T = 8.
+
+``--figure PNG`` plots instead the shipped schedules (``configs/dpir_tuned.py``,
+``configs/dpir_tuned_relax.py``) beside DPIR's for ``--noise``.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def load(folder) -> dict:
@@ -74,7 +80,62 @@ def tables(folders) -> str:
     return "\n".join(lines)
 
 
+def schedule_figure(path, noise: float = 2.55) -> None:
+    """Plot the shipped schedules (``configs/dpir_tuned.py``, ``configs/dpir_tuned_relax.py``)
+    beside DPIR's for ``noise``: sigma_t, rho_t, relax_t and inertia_t against the iteration, T = 8
+    (solid) and T = 4 (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from configs import dpir_tuned, dpir_tuned_relax
+    from dynpnp_jax.solver import dpir_schedule
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    colours = {"DPIR": "k", "dpir-tuned": "tab:blue", "dpir-tuned-relax": "tab:red"}
+    for iters, style in ((8, "-"), (4, "--")):
+        sig, rho = dpir_schedule(iters, noise / 255)
+        rows = {"DPIR": {"sigma": sig, "mu": rho, "relax": np.ones(iters), "inertia": np.zeros(iters)},
+                "dpir-tuned": {**dpir_tuned.TUNED[(noise, iters)], "relax": np.ones(iters),
+                               "inertia": np.zeros(iters)},
+                "dpir-tuned-relax": dpir_tuned_relax.TUNED[(noise, iters)]}
+        t = np.arange(1, iters + 1)
+        for name, vals in rows.items():
+            for ax, key in zip(axes, ("sigma", "mu", "relax", "inertia")):
+                scale = 255.0 if key == "sigma" else 1.0
+                ax.plot(t, np.asarray(vals[key]) * scale, style, marker="o", ms=3,
+                        color=colours[name], label=f"{name}, T={iters}")
+    for ax, title in zip(axes, ("sigma_t (8-bit)", "rho_t", "relax_t", "inertia_t")):
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        if title.startswith(("sigma", "rho")):
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Deblurring schedules, noise {noise:g} (Set3G / Levin: RESULTS.md)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folders", nargs="*", help="eval --out folders")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="plot the shipped schedules beside DPIR's for --noise to PNG instead")
+    p.add_argument("--noise", type=float, default=2.55, choices=(2.55, 7.65))
+    a = p.parse_args(argv)
+    if a.figure:
+        schedule_figure(a.figure, a.noise)
+        print(f"wrote {a.figure}")
+        return 0
+    if not a.folders:
+        p.error("give eval --out folders (or --figure PNG)")
+    print(tables(a.folders))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    print(tables(sys.argv[1:]))
+    sys.exit(main())

@@ -44,7 +44,7 @@ def get_config() -> dict:
             "dpir-tuned-x8": {"mode": "dpir", "ensemble": True, "schedule": "dpir_tuned_x8"},
             # the larger family: per-iteration sigma, rho, a relaxation of the prior step and an
             # extrapolation of the x-step's prior term (configs/dpir_tuned_relax.py, made by
-            # bench/schedule_families.py --family relax --shake-kernels 40)
+            # python -m dynpnp_jax.tune --task dpir --family relax --shake-kernels 40)
             "dpir-tuned-relax": {"mode": "dpir", "ensemble": True, "schedule": "dpir_tuned_relax"},
             # deblurring, run when named: the loop told the blur is circular whatever the data
             # (--boundary unknown: what ignoring the frame's edges costs)

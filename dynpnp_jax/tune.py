@@ -683,17 +683,23 @@ def render_config(results: list, command: str, evals: dict | None = None) -> str
     """The text of ``configs/dpir_tuned.py`` for the tuning ``results``."""
     ens = any(r.get("settings", {}).get("ensemble") for r in results)
     relaxed = any(k in r for r in results for k in RELAXED)
-    what = ("per-iteration ``sigma``, ``mu`` = rho, ``relax`` and ``inertia``" if relaxed
-            else "per-iteration ``sigma`` and ``mu`` = rho")
-    lines = [f'"""DPIR deblurring schedules ({what}) tuned by gradient through the',
-             "unrolled ``dpir`` loop with the FFDNet-gray prior"
-             + (", with the x8 self-ensemble," if ens else ",") + " on ``shared/data/tune`` "
-             "(DnCNN training images)",
-             "blurred with ``tune.training_kernels()``: the ``kernels_12.mat`` kernels except #9 "
-             "and #10, which are",
-             "Levin's k8 and k7 -- never Set3G or a Levin kernel. One schedule per noise level "
-             "(8-bit) and number",
-             "of iterations T, initialised from ``dpir_schedule(T, noise)``."]
+    if relaxed:
+        lines = ['"""DPIR deblurring schedules (per-iteration ``sigma``, ``mu`` = rho, ``relax``, '
+                 '``inertia``) tuned by',
+                 "gradient through the unrolled ``dpir`` loop with the FFDNet-gray prior"
+                 + (", with the x8 self-ensemble," if ens else ","),
+                 "on ``shared/data/tune`` (DnCNN training images)"]
+    else:
+        lines = ['"""DPIR deblurring schedules (per-iteration ``sigma`` and ``mu`` = rho) tuned by '
+                 'gradient through the',
+                 "unrolled ``dpir`` loop with the FFDNet-gray prior"
+                 + (", with the x8 self-ensemble," if ens else ",") + " on ``shared/data/tune`` "
+                 "(DnCNN training images)"]
+    lines += ["blurred with ``tune.training_kernels()``: the ``kernels_12.mat`` kernels except #9 "
+              "and #10, which are",
+              "Levin's k8 and k7 -- never Set3G or a Levin kernel. One schedule per noise level "
+              "(8-bit) and number",
+              "of iterations T, initialised from ``dpir_schedule(T, noise)``."]
     shake = max(r.get("settings", {}).get("shake", 0) for r in results)
     if shake:
         lines.append(f"Plus {shake} synthetic camera-shake kernels (``kernels.camera_shake``, "

@@ -279,8 +279,8 @@ def test_shipped_relaxed_config_is_valid():
         assert cfg.mode == "dpir" and cfg.relaxed
         np.testing.assert_allclose(np.asarray(cfg.relax), vals["relax"], rtol=1e-6)
         np.testing.assert_allclose(np.asarray(cfg.inertia), vals["inertia"], rtol=1e-6, atol=1e-7)
-    assert "bench/schedule_families.py --family relax --shake-kernels 40" in mod.__doc__
-    assert "training_kernels(40)" in mod.__doc__
+    assert "python -m dynpnp_jax.tune --task dpir --family relax --shake-kernels 40" in mod.__doc__
+    assert "Plus 40 synthetic camera-shake kernels" in mod.__doc__  # and never a Levin kernel
 
 
 # ------------------------------------------------------------------ arguments
