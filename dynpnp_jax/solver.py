@@ -303,7 +303,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         the denoiser's output with the x-step's) and the x-step's prior term
         ``v_{t-1} + inertia_t (v_{t-1} - v_{t-2})`` (an extrapolation, inertial HQS). Default: not
         used (``relax=1``, ``inertia=0`` is DPIR's loop). Tuned values:
-        ``configs/dpir_tuned_relax.py`` (``python -m dynpnp_jax.tune --family relax``).
+        ``configs/dpir_tuned_relax.py``
+        (``python -m dynpnp_jax.tune --task dpir --family relax``).
       stop_tol: per-image stopping rule: an image whose relative change
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.

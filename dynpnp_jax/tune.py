@@ -886,6 +886,15 @@ def main(argv=None) -> int:
     def fail(msg):
         p.error(msg)  # exits with status 2 and the usage line
 
+    if args.task != "dpir":  # options of the dpir task only: never silently ignored
+        given = [flag for flag, on in (("--family", args.family != "base"),
+                                       ("--ensemble", args.ensemble),
+                                       ("--shake-kernels", args.shake_kernels != 0),
+                                       ("--write-config", args.write_config is not None),
+                                       ("--resume", args.resume is not None)) if on]
+        if given:
+            fail(f"{', '.join(given)}: only for --task dpir (got --task {args.task}); add "
+                 "--task dpir")
     steps = args.steps if args.steps is not None else (200 if args.task == "dpir" else 40)
     args.crop = args.crop if args.crop is not None else (128 if args.task == "dpir" else 96)
     if steps < 1:

@@ -298,6 +298,8 @@ def test_shipped_relaxed_config_is_valid():
     (["--iters", "2", "3"], "one --iters value"),
     (["--task", "deblur"], "invalid choice"),
     (["--task", "dpir", "--family", "momentum"], "invalid choice"),
+    (["--family", "relax"], "--family: only for --task dpir"),
+    (["--task", "kernel-step", "--shake-kernels", "5"], "--shake-kernels: only for --task dpir"),
 ])
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
