@@ -117,11 +117,8 @@ class Config:
                 new[k] = _scalar(k, kw[k])
         if "sigma" in kw:
             new["has_sigma"] = True
-        if ("relax" in kw or "inertia" in kw) and not self.relaxed:
-            if self.mode not in ("dpir", "calibrated"):
-                raise ValueError(f"relax / inertia are for modes 'dpir' and 'calibrated', got "
-                                 f"mode={self.mode!r}")
-            new["relaxed"] = True
+        if "relax" in kw or "inertia" in kw:
+            new["relaxed"] = True  # _check_domain: only for the dpir / calibrated modes
         out = self.replace(**new)
         _check_domain(out)
         return out
@@ -179,7 +176,11 @@ def _scalar(name: str, value) -> jax.Array:
 
 
 def _check_domain(cfg: "Config") -> None:
-    """Reject numbers outside each step's valid domain, with the reason (concrete values only)."""
+    """Reject numbers outside each step's valid domain, with the reason (concrete values only),
+    and relax / inertia in a mode whose loop has no such step."""
+    if cfg.relaxed and cfg.mode not in ("dpir", "calibrated"):
+        raise ValueError(f"relax / inertia are for modes 'dpir' and 'calibrated', got "
+                         f"mode={cfg.mode!r}. Fix: drop them or use mode='dpir'")
     vals = {k: getattr(cfg, k) for k in NUMBERS + ("tol",)}
     if not is_concrete(vals):
         return
@@ -372,9 +373,6 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                          f"{boundary!r}. Fix: 'unknown' for a real photograph, 'circular' for a "
                          "periodic (synthetic) blur")
     relaxed = relax is not None or inertia is not None
-    if relaxed and mode not in ("dpir", "calibrated"):
-        raise ValueError(f"relax / inertia are for modes 'dpir' and 'calibrated', got mode={mode!r}."
-                         " Fix: drop them or use mode='dpir'")
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
         raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
     cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,

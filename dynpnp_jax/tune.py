@@ -390,8 +390,9 @@ def theta_values(theta) -> dict:
 
 def dpir_loss_fn(net, iters: int, noise: float, *, loss: str = "psnr", ensemble: bool = False):
     """``f(theta, y, x, k) -> scalar``: the loss of the ``dpir`` loop with the schedule
-    ``exp(theta)`` (and ``theta``'s ``relax`` / ``inertia`` when it has them) on a batch (``loss='psnr'``: minus the mean per-image PSNR in dB of the
-    clipped output; ``'mse'``: the mean squared error). Goes through the public ``restore``."""
+    ``exp(theta)`` (and ``theta``'s ``relax`` / ``inertia`` when it has them) on a batch
+    (``loss='psnr'``: minus the mean per-image PSNR in dB of the clipped output; ``'mse'``: the
+    mean squared error). Goes through the public ``restore``."""
     from .operators import Blur
     from .solver import make_config, restore
 
@@ -466,7 +467,10 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
                       quantize=quantize) for _ in range(max(1, -(-val_size // 8)))]
 
     def val_psnr(th):
-        return -float(np.mean([float(val_fn(th, *b)) for b in val]))
+        value = -float(np.mean([float(val_fn(th, *b)) for b in val]))
+        if not np.isfinite(value):
+            raise FloatingPointError(f"tune_dpir: non-finite validation PSNR ({value}); lower --lr")
+        return value
 
     theta0 = dpir_theta(iters, noise, family)
     theta = theta0
@@ -674,7 +678,7 @@ def dpir_kwargs(noise: float, iters: int, values: dict | None = None) -> dict:
     kw = {"mode": "dpir", "iters": int(iters), "noise_level": noise / 255}
     if values is not None:
         kw.update(sigma=list(values["sigma"]), mu=list(values["mu"]))
-        kw.update({k: list(values[k]) for k in ("relax", "inertia") if k in values})
+        kw.update({k: list(values[k]) for k in RELAXED if k in values})
     return kw
 
 

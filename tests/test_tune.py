@@ -228,6 +228,18 @@ def test_evaluate_set3g_matches_hand_pipeline(ffdnet):
     assert set(got["per_kernel"]) == {3, 4}
 
 
+def test_evaluate_set3g_never_scores_a_non_finite_image(ffdnet):
+    """A restored image with NaN would round to 0 in uint8 and get a (finite) PSNR: ``restore``
+    refuses it before it is scored."""
+    require_shared("data", "set3g")
+    gt = tune.set3g_images()["house"][64:128, 96:160]
+    broken = ffdnet.replace(variables=jax.tree_util.tree_map(lambda a: a * jnp.nan,
+                                                             ffdnet.variables))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        tune.evaluate_set3g(tune.dpir_kwargs(NOISE, 2), False, net=broken, kernel_ids=[3],
+                            images={"house": gt})
+
+
 def test_evaluate_set3g_needs_noise_level():
     with pytest.raises(ValueError, match="noise_level"):
         tune.evaluate_set3g({"mode": "dpir", "iters": 2, "sigma": 0.1, "mu": 0.1}, images={})
