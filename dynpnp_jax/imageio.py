@@ -225,6 +225,9 @@ def write_image(path, x, info: ImageInfo | None = None, *, bits: int | None = No
                 im.save(f, format=fmt, **extra)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written picture gets the umask's
         os.replace(tmp, p)
     except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
         try:
