@@ -37,6 +37,21 @@ BICUBIC_FILE = "kernels_bicubicx234.mat"
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 FILE_SUFFIXES = (".npy", ".mat") + IMAGE_SUFFIXES
 
+# The largest kernel side accepted (synthetic kernels, specs and files). The published kernels are
+# 13..27 pixels wide; a blur kernel must be smaller than the image it is applied to (the FFT blur of
+# operators.Blur refuses larger ones), and a 1001 x 1001 kernel already takes 8 MB and an FFT of a
+# 1001-pixel image per use: larger requests are typos (motion:1e6,45 would allocate 7 TiB).
+MAX_KERNEL_SIZE = 1001
+
+
+class KernelError(ValueError):
+    """A bad kernel argument, spec or file (a ``ValueError``: the CLIs print its message)."""
+
+
+class KernelFileNotFoundError(FileNotFoundError, KernelError):
+    """A kernel file that does not exist (both a ``FileNotFoundError`` and a ``KernelError``)."""
+
+
 SPECS = ("levin", "levin:I (I = 1..8)", "kernels12", "kernels12:I (I = 1..12)",
          "bicubic", "bicubic:S (S = 2, 3, 4)", "gauss:SIGMA[,SIZE]", "motion:LENGTH,ANGLE[,SIZE]",
          "shake:SEED[,SIZE] (a synthetic camera-shake kernel)", "identity", "a file path (" + ", ".join(FILE_SUFFIXES) + ")")
@@ -44,16 +59,26 @@ SPECS = ("levin", "levin:I (I = 1..8)", "kernels12", "kernels12:I (I = 1..12)",
 
 # ---- helpers ----------------------------------------------------------------------------------
 
-def _normalised(k, arg: str = "k") -> np.ndarray:
-    """float64 -> finite, positive-mass check -> k / k.sum() as float32."""
+# negative mass a kernel file may hold, relative to its positive mass: as operators.Blur allows
+# (the bicubic kernels' lobes are about 0.23)
+NEG_MASS_MAX = 0.5
+
+
+def _normalised(k, arg: str = "k", where: str = "") -> np.ndarray:
+    """float64 -> finite, positive-mass check -> k / k.sum() as float32. ``where``: ' in FILE'."""
     k = np.asarray(k, np.float64)
     if not np.isfinite(k).all():
-        raise ValueError(f"{arg}: expected finite kernel values, got NaN/Inf; fix: clean the kernel "
-                         "(e.g. np.nan_to_num) before using it")
+        raise KernelError(f"{arg}: expected finite kernel values{where}, got NaN/Inf; fix: clean the "
+                          "kernel (e.g. np.nan_to_num) before using it")
     total = k.sum()
     if total <= 0:
-        raise ValueError(f"{arg}: expected a kernel with positive total mass, got sum {total:.4g}; "
-                         "fix: pass a non-negative blur kernel")
+        raise KernelError(f"{arg}: expected a kernel with positive total mass{where}, got sum "
+                          f"{total:.4g} (all zero or negative); fix: pass a non-negative blur kernel")
+    neg, pos = -np.minimum(k, 0.0).sum(), np.maximum(k, 0.0).sum()
+    if neg > NEG_MASS_MAX * pos:
+        raise KernelError(f"{arg}: expected a (mostly) non-negative kernel{where} (negative mass at "
+                          f"most {NEG_MASS_MAX:g} x the positive mass), got negative mass {neg:.4g} vs "
+                          f"positive {pos:.4g}; fix: clip it, np.clip(k, 0, None)")
     return (k / total).astype(np.float32)
 
 
@@ -68,8 +93,9 @@ def _locate(filename: str, path) -> Path:
         p = root / "kernels" / filename if root is not None else None
         looked = str(p) if p is not None else "no data folder found"
     if p is None or not p.is_file():
-        raise FileNotFoundError(f"{filename} not found ({looked}); fix: pass path= (the file or its "
-                                "folder) or set DYNPNP_DATA to the data folder holding kernels/")
+        raise KernelFileNotFoundError(f"{filename} not found ({looked}); fix: pass path= (the file or "
+                                      "its folder) or set DYNPNP_DATA to the data folder holding "
+                                      "kernels/")
     return p
 
 
@@ -78,27 +104,41 @@ def _pick(kernels: list, i, arg: str, what: str):
         return [k.copy() for k in kernels]
     n = len(kernels)
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 1 <= i <= n:
-        raise ValueError(f"{arg}: expected an integer 1..{n} (1-based, as in the papers) for the "
+        raise KernelError(f"{arg}: expected an integer 1..{n} (1-based, as in the papers) for the "
                          f"{what} kernels, got {i!r}; fix: pass {arg}=1..{n}, or None for all")
     return kernels[int(i) - 1].copy()
+
+
+def _unreadable(p: Path, what: str, err: BaseException) -> KernelError:
+    return KernelError(f"path: {str(p)!r} is not {what} ({type(err).__name__}: {err}); fix: pass "
+                       "the original file (re-download or re-export it)")
 
 
 @functools.lru_cache(maxsize=8)
 def _read_levin(p: Path) -> tuple:
     import h5py
 
-    with h5py.File(p, "r") as f:
-        refs = f["kernels"][()].ravel()
-        # MATLAB stores column-major: h5py returns each kernel transposed
-        return tuple(_normalised(np.asarray(f[r]).T) for r in refs)
+    try:
+        with h5py.File(p, "r") as f:
+            refs = f["kernels"][()].ravel()
+            # MATLAB stores column-major: h5py returns each kernel transposed
+            raw = [np.asarray(f[r]).T for r in refs]
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise _unreadable(p, f"a readable {LEVIN_FILE} (MATLAB v7.3 cell array 'kernels')",
+                          err) from None
+    return tuple(_normalised(k, "path", f" in {str(p)!r}") for k in raw)
 
 
 @functools.lru_cache(maxsize=8)
 def _read_cells(p: Path) -> tuple:
     from scipy.io import loadmat
 
-    cells = loadmat(p)["kernels"]
-    return tuple(_normalised(cells[0, j]) for j in range(cells.shape[1]))
+    try:
+        cells = loadmat(p)["kernels"]
+        raw = [np.asarray(cells[0, j]) for j in range(cells.shape[1])]
+    except Exception as err:  # scipy's MatReadError is a bare Exception
+        raise _unreadable(p, "a readable MATLAB file with a cell array 'kernels'", err) from None
+    return tuple(_normalised(k, "path", f" in {str(p)!r}") for k in raw)
 
 
 # ---- the published kernels ----------------------------------------------------------------------
@@ -117,7 +157,7 @@ def kernels12(i: int | None = None, path=None):
 def bicubic(scale: int, path=None) -> np.ndarray:
     """The 25x25 bicubic kernel for ``scale`` 2, 3 or 4 (index ``scale - 2`` of the file)."""
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale not in (2, 3, 4):
-        raise ValueError(f"scale: expected 2, 3 or 4 for the bicubic kernels, got {scale!r}; "
+        raise KernelError(f"scale: expected 2, 3 or 4 for the bicubic kernels, got {scale!r}; "
                          "fix: pass scale=2, 3 or 4")
     return _read_cells(_locate(BICUBIC_FILE, path))[int(scale) - 2].copy()
 
@@ -130,16 +170,43 @@ def _positive(v, arg: str, allow_zero: bool = False) -> float:
     except (TypeError, ValueError):
         f = float("nan")
     if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise ValueError(f"{arg}: expected a {'non-negative' if allow_zero else 'positive'} number, "
-                         f"got {v!r}; fix: pass e.g. {arg}=2")
+        raise KernelError(f"{arg}: expected a {'non-negative' if allow_zero else 'positive'} number, "
+                          f"got {v!r}; fix: pass e.g. {arg}=2")
     return f
 
 
-def _size(size, arg: str = "size") -> int:
+def _size(size, arg: str = "size", bound: int | None = MAX_KERNEL_SIZE) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"{arg}: expected a positive integer kernel size, got {size!r}; "
-                         f"fix: pass e.g. {arg}=25")
+        raise KernelError(f"{arg}: expected a positive integer kernel size, got {size!r}; "
+                          f"fix: pass e.g. {arg}=25")
+    if bound is not None and size > bound:
+        raise KernelError(f"{arg}: expected a kernel size <= {bound} (MAX_KERNEL_SIZE: a blur kernel "
+                          f"must be smaller than the images it blurs), got {size}; fix: pass a "
+                          f"smaller {arg} (the published kernels are 13..27 pixels)")
     return int(size)
+
+
+def _angle(angle_deg) -> float:
+    """``angle_deg`` (degrees, finite) in radians."""
+    try:
+        theta = math.radians(float(angle_deg))
+    except (TypeError, ValueError, OverflowError):
+        theta = float("nan")
+    if not math.isfinite(theta):
+        raise KernelError(f"angle_deg: expected a finite angle in degrees, got {angle_deg!r}; "
+                          "fix: pass e.g. angle_deg=45")
+    return theta
+
+
+def _seed(seed):
+    """A ``numpy.random.Generator`` from an int seed >= 0 (or a Generator, used as it is)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise KernelError(f"seed: expected an integer >= 0 (the same seed gives the same kernel) or a "
+                          f"numpy.random.Generator, got {seed!r}; fix: pass e.g. seed=7, or "
+                          "np.random.default_rng() for a fresh random kernel")
+    return np.random.default_rng(int(seed))
 
 
 def gaussian(sigma: float, size: int = 25) -> np.ndarray:
@@ -165,13 +232,12 @@ def motion(length: float, angle_deg: float, size: int | None = None) -> np.ndarr
     ``2 * ceil(length / 2) + 1``; a smaller ``size`` that would clip the line raises.
     """
     length = _positive(length, "length", allow_zero=True)
-    try:
-        theta = math.radians(float(angle_deg))
-    except (TypeError, ValueError):
-        theta = float("nan")
-    if not math.isfinite(theta):
-        raise ValueError(f"angle_deg: expected a finite angle in degrees, got {angle_deg!r}; "
-                         "fix: pass e.g. angle_deg=45")
+    if length > MAX_KERNEL_SIZE - 1:
+        raise KernelError(f"length: expected a motion length <= {MAX_KERNEL_SIZE - 1} pixels (the "
+                          f"line must fit a kernel of at most MAX_KERNEL_SIZE = {MAX_KERNEL_SIZE}, "
+                          f"smaller than the images it blurs), got {length:g}; fix: pass a shorter "
+                          "length (real camera motion: 5..50 pixels)")
+    theta = _angle(angle_deg)
     size = 2 * math.ceil(length / 2) + 1 if size is None else _size(size)
     c = size // 2
     n = int(math.ceil(8 * length)) + 1
@@ -187,10 +253,14 @@ def motion(length: float, angle_deg: float, size: int | None = None) -> np.ndarr
         live = wgt > 1e-12
         if np.any(live & ((rr < 0) | (rr >= size) | (cc < 0) | (cc >= size))):
             need = 2 * math.ceil(length / 2) + 1
-            raise ValueError(f"size: a line of length {length:g} does not fit a {size}x{size} kernel; "
+            raise KernelError(f"size: a line of length {length:g} does not fit a {size}x{size} kernel; "
                              f"expected size >= {need} (or None); fix: pass size={need}")
         np.add.at(k, (rr[live], cc[live]), wgt[live])
     return _normalised(k)
+
+
+# trajectory steps of camera_shake (a Python loop: 10^5 steps take about a second)
+MAX_SAMPLES = 100_000
 
 
 def camera_shake(seed, size: int = 25, *, extent=None, samples: int = 1000) -> np.ndarray:
@@ -204,21 +274,22 @@ def camera_shake(seed, size: int = 25, *, extent=None, samples: int = 1000) -> n
     its largest extent is ``extent`` pixels (default: uniform in [5, size - 2]), sampled densely,
     weighted by a smooth random dwell time (the camera slows and speeds up), centred on its mean
     and splatted bilinearly on the grid.
-    ``seed``: an int or a ``numpy.random.Generator`` -- the same seed gives the same kernel."""
+    ``seed``: an int >= 0 or a ``numpy.random.Generator`` -- the same seed gives the same kernel.
+    ``size`` 7..``MAX_KERNEL_SIZE``; ``samples`` 2..``MAX_SAMPLES``."""
     size = _size(size)
     if size < 7:
-        raise ValueError(f"size: expected a camera-shake kernel size >= 7, got {size}; fix: pass "
-                         "e.g. size=25")
-    samples = _size(samples, "samples")
+        raise KernelError(f"size: expected a camera-shake kernel size >= 7, got {size}; fix: pass "
+                          "e.g. size=25")
+    samples = _size(samples, "samples", bound=MAX_SAMPLES)
     if samples < 2:
-        raise ValueError(f"samples: expected at least 2 trajectory steps, got {samples}; fix: "
-                         "leave the default (1000)")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        raise KernelError(f"samples: expected at least 2 trajectory steps, got {samples}; fix: "
+                          "leave the default (1000)")
+    rng = _seed(seed)
     if extent is None:
         extent = rng.uniform(5.0, size - 2.0)
     extent = _positive(extent, "extent")
     if extent > size - 2:
-        raise ValueError(f"extent: a path of {extent:g} pixels does not fit a {size}x{size} kernel; "
+        raise KernelError(f"extent: a path of {extent:g} pixels does not fit a {size}x{size} kernel; "
                          f"expected extent <= {size - 2}; fix: pass a smaller extent or a larger size")
     anxiety = 0.02 * rng.uniform()
     centripetal, big, shake = 0.7 * rng.uniform(), 0.2 * rng.uniform(), 10.0 * rng.uniform()
@@ -264,10 +335,10 @@ def rotate(k, angle_deg: float) -> np.ndarray:
 
     k = np.asarray(k, np.float64)
     if k.ndim != 2:
-        raise ValueError(f"k: expected a 2-D (kh, kw) kernel, got shape {k.shape}; "
-                         "fix: rotate one kernel at a time")
+        raise KernelError(f"k: expected a 2-D (kh, kw) kernel, got shape {k.shape}; "
+                          "fix: rotate one kernel at a time")
     k = _normalised(k).astype(np.float64)
-    theta = math.radians(float(angle_deg))
+    theta = _angle(angle_deg)
     kh, kw = k.shape
     cy, cx = kh // 2, kw // 2
     rows, cols = np.meshgrid(np.arange(kh) - cy, np.arange(kw) - cx, indexing="ij")
@@ -278,7 +349,7 @@ def rotate(k, angle_deg: float) -> np.ndarray:
     out = map_coordinates(k, [cy - ys, cx + xs], order=1, mode="constant", cval=0.0)
     out = np.clip(out, 0.0, None)
     if out.sum() <= 0:
-        raise ValueError(f"angle_deg: rotating by {angle_deg} moved all the kernel's mass out of its "
+        raise KernelError(f"angle_deg: rotating by {angle_deg} moved all the kernel's mass out of its "
                          f"{kh}x{kw} box; fix: pad the kernel (np.pad) before rotating it")
     return _normalised(out)
 
@@ -295,52 +366,114 @@ def _first_2d(items, name, where: str):
             if (name is None and np.squeeze(val).ndim == 2) or key == name:
                 return key, val
     if name is not None:
-        raise ValueError(f"name: variable {name!r} not found or not numeric in {where}; expected "
-                         f"one of {found}; fix: pass name= one of those")
-    raise ValueError(f"path: no 2-D numeric array in {where} (numeric variables: {found}); fix: "
-                     "save the kernel as a 2-D array, or use levin()/kernels12()/bicubic() for the "
-                     "cell-array files")
+        raise KernelError(f"name: variable {name!r} not found or not numeric in {where}; expected "
+                          f"one of {found}; fix: pass name= one of those")
+    raise KernelError(f"path: no 2-D numeric array in {where} (numeric variables: {found}); fix: "
+                      "save the kernel as a 2-D array, or use levin()/kernels12()/bicubic() for the "
+                      "cell-array files")
+
+
+_SAVE_FIX = "fix: save a 2-D float kernel, np.save(path, np.asarray(k, np.float32))"
+
+
+def _read_npy(p: Path) -> np.ndarray:
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if not (magic == b"\x93NUMPY" or magic.startswith(b"PK")):  # .npy, or an .npz (zip)
+        raise KernelError(f"path: {str(p)!r} is not a numeric kernel: it is not a NumPy .npy file "
+                          f"(starts with {magic!r}); {_SAVE_FIX}")
+    try:
+        k = np.load(p, allow_pickle=False)
+    except ValueError as err:  # object arrays (pickled data), a damaged header
+        what = ("holds pickled Python objects (an object array)" if "pickle" in str(err).lower()
+                else f"is damaged or truncated ({err})")
+        raise KernelError(f"path: {str(p)!r} is not a numeric kernel: it {what}; {_SAVE_FIX}") from None
+    except (OSError, EOFError) as err:
+        raise KernelError(f"path: {str(p)!r} is not a numeric kernel: it cannot be read as a .npy "
+                          f"file ({type(err).__name__}: {err}); {_SAVE_FIX}") from None
+    if not isinstance(k, np.ndarray):  # an .npz archive under a .npy name
+        k.close()
+        raise KernelError(f"path: {str(p)!r} is not a numeric kernel: it is an .npz archive, not a "
+                          f"single array; {_SAVE_FIX}")
+    if k.dtype.kind not in "fiub":
+        raise KernelError(f"path: {str(p)!r} is not a numeric kernel: it holds a {k.dtype} array "
+                          f"(expected real numbers); {_SAVE_FIX}")
+    return k
+
+
+def _read_image(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("L"), np.float64)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise KernelError(f"path: {str(p)!r} is not a readable image ({type(err).__name__}: {err}); "
+                          "fix: save the kernel as a grayscale PNG, or as .npy with np.save") from None
+
+
+def _read_mat(p: Path, name) -> np.ndarray:
+    from scipy.io import loadmat
+
+    try:
+        d = loadmat(p)
+    except NotImplementedError:  # MATLAB v7.3 = HDF5
+        import h5py
+
+        try:
+            with h5py.File(p, "r") as f:
+                items = [(key, np.asarray(v).T) for key, v in f.items()
+                         if isinstance(v, h5py.Dataset) and not key.startswith("#")]
+        except (OSError, ValueError, TypeError) as err:
+            raise _unreadable(p, "a readable MATLAB v7.3 file", err) from None
+        return _first_2d(items, name, str(p))[1]
+    except Exception as err:  # scipy's MatReadError is a bare Exception; truncated files: ValueError
+        raise _unreadable(p, "a readable MATLAB .mat file", err) from None
+    items = [(key, v) for key, v in d.items() if not key.startswith("__")]
+    return _first_2d(items, name, str(p))[1]
 
 
 def load_kernel(path, name: str | None = None) -> np.ndarray:
     """A kernel from a file, normalised to sum 1 (float32).
 
-    ``.npy``: the array (squeezed to 2-D); image files (``.png``, ``.bmp``, ...): converted to
+    ``.npy``: the array (extra singleton axes dropped; a ``(1, n)`` line stays 2-D); image files (``.png``, ``.bmp``, ...): converted to
     grayscale; ``.mat`` (MATLAB v5 via scipy, v7.3 via h5py, transposed back to MATLAB's
     orientation): the variable ``name``, or the first numeric 2-D one.
+
+    Every bad file raises a :class:`KernelError` (a ``ValueError``) naming the file: not a file of
+    its kind (garbage, pickled objects, a truncated file), not real numbers, not 2-D, NaN/Inf, all
+    zero, (mostly) negative, or larger than ``MAX_KERNEL_SIZE``; a missing file a
+    :class:`KernelFileNotFoundError` (a ``FileNotFoundError`` and a ``KernelError``).
     """
-    p = Path(path).expanduser()
+    try:
+        p = Path(path).expanduser()
+    except TypeError:
+        raise KernelError(f"path: expected a kernel file path (str or Path), got {path!r}; fix: pass "
+                          "e.g. 'kernel.npy'") from None
     suffix = p.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise ValueError(f"path: unsupported kernel file {str(p)!r}; expected one of "
-                         f"{', '.join(FILE_SUFFIXES)}; fix: save the kernel with np.save (.npy)")
+        raise KernelError(f"path: unsupported kernel file {str(p)!r}; expected one of "
+                          f"{', '.join(FILE_SUFFIXES)}; fix: save the kernel with np.save (.npy)")
     if not p.is_file():
-        raise FileNotFoundError(f"kernel file {str(p)!r} not found; fix: check the path")
+        raise KernelFileNotFoundError(f"path: kernel file {str(p)!r} not found"
+                                      f"{' (a folder)' if p.is_dir() else ''}; fix: check the path")
     if suffix == ".npy":
-        k = np.load(p, allow_pickle=False)
+        k = _read_npy(p)
     elif suffix in IMAGE_SUFFIXES:
-        from PIL import Image
-
-        k = np.asarray(Image.open(p).convert("L"), np.float64)
+        k = _read_image(p)
     else:
-        try:
-            from scipy.io import loadmat
-
-            d = loadmat(p)
-            items = [(key, v) for key, v in d.items() if not key.startswith("__")]
-            _, k = _first_2d(items, name, str(p))
-        except NotImplementedError:  # MATLAB v7.3 = HDF5
-            import h5py
-
-            with h5py.File(p, "r") as f:
-                items = [(key, np.asarray(v).T) for key, v in f.items()
-                         if isinstance(v, h5py.Dataset) and not key.startswith("#")]
-                _, k = _first_2d(items, name, str(p))
-    k = np.squeeze(np.asarray(k))
-    if k.ndim != 2:
-        raise ValueError(f"path: expected a 2-D kernel in {str(p)!r}, got shape {k.shape}; fix: "
-                         "save a single (kh, kw) kernel")
-    return _normalised(k, arg="path")
+        k = _read_mat(p, name)
+    k = np.asarray(k)
+    while k.ndim > 2 and 1 in k.shape:  # extra singleton axes; a (1, n) line kernel stays 2-D
+        k = np.squeeze(k, axis=k.shape.index(1))
+    if k.ndim != 2 or 0 in k.shape:
+        raise KernelError(f"path: expected a 2-D kernel in {str(p)!r}, got shape {k.shape}; fix: "
+                          "save a single (kh, kw) kernel")
+    if max(k.shape) > MAX_KERNEL_SIZE:
+        raise KernelError(f"path: expected a kernel of at most {MAX_KERNEL_SIZE} x {MAX_KERNEL_SIZE} "
+                          f"in {str(p)!r} (MAX_KERNEL_SIZE: a blur kernel must be smaller than the "
+                          f"images it blurs), got shape {k.shape}; fix: crop the kernel to its support")
+    return _normalised(k, arg="path", where=f" in {str(p)!r}")
 
 
 def _numbers(args: str, spec: str, form: str, n_min: int, n_max: int):
@@ -350,10 +483,18 @@ def _numbers(args: str, spec: str, form: str, n_min: int, n_max: int):
     except ValueError:
         vals = None
     if vals is None or not n_min <= len(vals) <= n_max:
-        raise ValueError(f"spec: could not parse {spec!r}; expected {form!r}; "
-                         f"fix: e.g. {form.split(':')[0]}:"
-                         f"{ {'motion': '15,45', 'shake': '7'}.get(form.split(':')[0], '1.6')}")
+        raise KernelError(f"spec: could not parse {spec!r}; expected {form!r}; "
+                          f"fix: e.g. {form.split(':')[0]}:"
+                          f"{ {'motion': '15,45', 'shake': '7'}.get(form.split(':')[0], '1.6')}")
     return vals
+
+
+def _spec_size(v: float, spec: str, form: str) -> int:
+    """The optional SIZE of a spec: a positive integer <= MAX_KERNEL_SIZE."""
+    if not math.isfinite(v) or v != int(v) or v < 1:
+        raise KernelError(f"spec: {spec!r}: expected {form} with SIZE a positive integer, got {v:g}; "
+                          f"fix: e.g. {form.split(':')[0]}:{ {'motion': '15,45,21'}.get(form.split(':')[0], '1.6,15')}")
+    return _size(int(v))
 
 
 def _int_arg(args: str, spec: str, form: str) -> int | None:
@@ -362,8 +503,8 @@ def _int_arg(args: str, spec: str, form: str) -> int | None:
     try:
         return int(args)
     except ValueError:
-        raise ValueError(f"spec: could not parse {spec!r}; expected {form!r} with an integer; "
-                         f"fix: e.g. {form.split(':')[0]}:2") from None
+        raise KernelError(f"spec: could not parse {spec!r}; expected {form!r} with an integer; "
+                          f"fix: e.g. {form.split(':')[0]}:2") from None
 
 
 def _fmt(v: float) -> str:
@@ -379,11 +520,14 @@ def parse_kernel(spec: str, path=None) -> list:
     ``motion:15,45,21`` (length, angle in degrees[, size]), ``shake:7`` or ``shake:7,19``
     (``camera_shake(seed[, size])``), ``identity`` (a 1x1 delta), or the
     path of a kernel file (see ``load_kernel``). ``path``: where the ``.mat`` files are (a
-    folder), as for ``levin``. Indices are 1-based.
+    folder), as for ``levin``. Indices are 1-based; sizes at most ``MAX_KERNEL_SIZE``.
+
+    Every bad spec raises a :class:`KernelError` (a ``ValueError``; a missing file a
+    :class:`KernelFileNotFoundError`, also a ``FileNotFoundError``).
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"spec: expected a kernel spec string, got {spec!r}; accepted: "
-                         f"{'; '.join(SPECS)}")
+        raise KernelError(f"spec: expected a kernel spec string, got {spec!r}; accepted: "
+                          f"{'; '.join(SPECS)}")
     spec = spec.strip()
     head, _, args = spec.partition(":")
     key = head.lower()
@@ -398,21 +542,23 @@ def parse_kernel(spec: str, path=None) -> list:
         scales = (2, 3, 4) if s is None else (s,)
         return [(f"bicubic:{s_}", bicubic(s_, path=path)) for s_ in scales]
     if key in ("gauss", "gaussian"):
-        vals = _numbers(args, spec, "gauss:SIGMA[,SIZE]", 1, 2)
-        size = 25 if len(vals) == 1 else int(vals[1])
+        form = "gauss:SIGMA[,SIZE]"
+        vals = _numbers(args, spec, form, 1, 2)
+        size = 25 if len(vals) == 1 else _spec_size(vals[1], spec, form)
         return [(f"gauss:{_fmt(vals[0])}" + (f",{size}" if len(vals) == 2 else ""),
                  gaussian(vals[0], size))]
     if key == "motion":
-        vals = _numbers(args, spec, "motion:LENGTH,ANGLE[,SIZE]", 2, 3)
-        size = None if len(vals) == 2 else int(vals[2])
+        form = "motion:LENGTH,ANGLE[,SIZE]"
+        vals = _numbers(args, spec, form, 2, 3)
+        size = None if len(vals) == 2 else _spec_size(vals[2], spec, form)
         return [(f"motion:{_fmt(vals[0])},{_fmt(vals[1])}" + (f",{size}" if size else ""),
                  motion(vals[0], vals[1], size))]
     if key == "shake":
         vals = _numbers(args, spec, "shake:SEED[,SIZE]", 1, 2)
         if any(not math.isfinite(v) or v != int(v) or v < 0 for v in vals):
-            raise ValueError(f"spec: {spec!r}: expected shake:SEED[,SIZE] with integers >= 0; fix: "
-                             "e.g. shake:7 or shake:7,19")
-        size = 25 if len(vals) == 1 else int(vals[1])
+            raise KernelError(f"spec: {spec!r}: expected shake:SEED[,SIZE] with integers >= 0; fix: "
+                              "e.g. shake:7 or shake:7,19")
+        size = 25 if len(vals) == 1 else _size(int(vals[1]))
         return [(f"shake:{int(vals[0])}" + (f",{size}" if len(vals) == 2 else ""),
                  camera_shake(int(vals[0]), size))]
     if key in ("identity", "delta") and not args:
@@ -420,4 +566,4 @@ def parse_kernel(spec: str, path=None) -> list:
     p = Path(spec).expanduser()
     if p.suffix.lower() in FILE_SUFFIXES or p.is_file():
         return [(spec, load_kernel(p))]
-    raise ValueError(f"spec: unknown kernel {spec!r}; accepted: {'; '.join(SPECS)}")
+    raise KernelError(f"spec: unknown kernel {spec!r}; accepted: {'; '.join(SPECS)}")

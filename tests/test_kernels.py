@@ -302,3 +302,126 @@ def test_camera_shake(kdir):
 def test_camera_shake_errors(kw, arg):
     with pytest.raises(ValueError, match=arg):
         K.camera_shake(0, **kw)
+
+
+# ---- hostile input: every kernel argument, spec and file is refused with one clear ValueError ----
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "a", None, True, np.float64(3.0)])
+def test_camera_shake_bad_seed(seed):
+    with pytest.raises(K.KernelError, match=r"^seed: expected an integer >= 0 .*fix: pass e\.g\. seed=7"):
+        K.camera_shake(seed)
+    K.camera_shake(np.int64(3))  # numpy integers are seeds too
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: K.camera_shake(0, size=10**6), r"^size: expected a kernel size <= 1001 \(MAX_KERNEL_SIZE"),
+    (lambda: K.camera_shake(0, samples=10**7), r"^samples: expected a kernel size <= 100000"),
+    (lambda: K.gaussian(1.0, size=10**6), r"^size: expected a kernel size <= 1001"),
+    (lambda: K.motion(1e6, 45), r"^length: expected a motion length <= 1000 pixels .*fix:"),
+    (lambda: K.motion(15, float("nan")), r"^angle_deg: expected a finite angle"),
+    (lambda: K.rotate(K.gaussian(1.0, 9), float("nan")), r"^angle_deg: expected a finite angle"),
+    (lambda: K.parse_kernel("motion:1e6,45"), r"^length: expected a motion length <= 1000"),
+    (lambda: K.parse_kernel("motion:15,45,1e9"), r"^size: expected a kernel size <= 1001"),
+    (lambda: K.parse_kernel("gauss:1,1e9"), r"^size: expected a kernel size <= 1001"),
+    (lambda: K.parse_kernel("shake:3,100000"), r"^size: expected a kernel size <= 1001"),
+    (lambda: K.parse_kernel("gauss:1,nan"), r"^spec: 'gauss:1,nan': expected .*SIZE a positive integer"),
+    (lambda: K.parse_kernel("gauss:1,inf"), r"^spec: 'gauss:1,inf': expected .*SIZE a positive integer"),
+    (lambda: K.parse_kernel("gauss:1,2.5"), r"^spec: 'gauss:1,2.5': expected .*SIZE a positive integer"),
+    (lambda: K.parse_kernel("motion:9,0,0"), r"^spec: 'motion:9,0,0': expected .*fix: e\.g\. motion:15,45,21"),
+])
+def test_bounded_sizes_and_bad_numbers(call, match):
+    """Sizes are bounded (a typo such as motion:1e6,45 once allocated 7 TiB), non-finite and
+    non-integer sizes are refused, all as KernelError (a ValueError the CLIs print)."""
+    with pytest.raises(K.KernelError, match=match) as info:
+        call()
+    assert isinstance(info.value, ValueError) and "fix:" in str(info.value)
+
+
+def test_largest_kernel_is_accepted():
+    k = K.motion(K.MAX_KERNEL_SIZE - 1, 0)
+    assert k.shape == (K.MAX_KERNEL_SIZE,) * 2 and abs(float(k.sum()) - 1) < 1e-5
+
+
+def _bad_files(d):
+    """(file, what the message must say) for each kind of broken kernel file."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    out = []
+
+    def npy(name, arr, **kw):
+        np.save(d / name, arr, **kw)
+        return d / name
+
+    out.append((npy("objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True),
+                "not a numeric kernel: it holds pickled Python objects"))
+    (d / "garbage.npy").write_bytes(b"this is not an array")
+    out.append((d / "garbage.npy", "not a numeric kernel: it is not a NumPy .npy file"))
+    full = npy("full.npy", np.ones((30, 30)))
+    (d / "truncated.npy").write_bytes(full.read_bytes()[:300])
+    out.append((d / "truncated.npy", "not a numeric kernel: it is damaged or truncated"))
+    np.savez(d / "archive", k=np.ones((3, 3)))
+    (d / "archive.npz").rename(d / "archive.npy")
+    out.append((d / "archive.npy", "is an .npz archive"))
+    out.append((npy("complex.npy", np.ones((3, 3), complex)), "holds a complex128 array"))
+    out.append((npy("strings.npy", np.array([["a", "b"]])), "holds a <U1 array"))
+    out.append((npy("zeros.npy", np.zeros((5, 5))), "positive total mass in"))
+    out.append((npy("negative.npy", -K.gaussian(1.0, 5)), "positive total mass in"))
+    neg = K.gaussian(1.0, 5).astype(np.float64)
+    neg[0, 0] = -0.9
+    out.append((npy("mostly_negative.npy", neg), "(mostly) non-negative kernel in"))
+    nan = np.ones((5, 5))
+    nan[2, 2] = np.nan
+    out.append((npy("nan.npy", nan), "finite kernel values in"))
+    out.append((npy("flat.npy", np.ones(5)), "2-D kernel in"))
+    out.append((npy("cube.npy", np.ones((2, 3, 3))), "2-D kernel in"))
+    out.append((npy("empty.npy", np.ones((0, 3))), "2-D kernel in"))
+    out.append((npy("huge.npy", np.ones((2, 1002), np.float32)), "at most 1001 x 1001"))
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(d / "black.png")
+    out.append((d / "black.png", "positive total mass in"))
+    (d / "garbage.png").write_bytes(b"\x89PNG not really")
+    out.append((d / "garbage.png", "is not a readable image"))
+    savemat(d / "zeros.mat", {"k": np.zeros((3, 3))})
+    out.append((d / "zeros.mat", "positive total mass in"))
+    savemat(d / "nan.mat", {"k": nan})
+    out.append((d / "nan.mat", "finite kernel values in"))
+    (d / "garbage.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage")
+    out.append((d / "garbage.mat", "is not a readable MATLAB .mat file"))
+    return out
+
+
+def test_bad_kernel_files(tmp_path):
+    """Every broken kernel file (NPY, PNG, MAT): one KernelError (a ValueError) naming the file and
+    the fix, through load_kernel and through parse_kernel (the CLIs' --kernel); numpy's
+    allow_pickle message never reaches the user."""
+    for f, what in _bad_files(tmp_path):
+        for call in (lambda: K.load_kernel(f), lambda: K.parse_kernel(str(f))):
+            with pytest.raises(K.KernelError) as info:
+                call()
+            msg = str(info.value)
+            assert isinstance(info.value, ValueError)
+            assert msg.startswith("path: ") and str(f) in msg and what in msg and "fix:" in msg, (f, msg)
+            assert "allow_pickle" not in msg
+    # a bicubic-like kernel with small negative lobes still loads (as operators.Blur accepts it)
+    lobes = np.full((5, 5), -0.01)
+    lobes[1:4, 1:4] = 0.2
+    np.save(tmp_path / "lobes.npy", lobes)
+    np.testing.assert_allclose(K.load_kernel(tmp_path / "lobes.npy"), lobes / lobes.sum(), atol=1e-7)
+    # a horizontal line kernel saved as (1, n), or with extra axes, stays a (1, n) kernel
+    np.save(tmp_path / "line.npy", np.ones((1, 1, 7)))
+    np.testing.assert_allclose(K.load_kernel(tmp_path / "line.npy"), np.full((1, 7), 1 / 7), atol=1e-7)
+
+
+def test_missing_and_odd_paths(tmp_path):
+    (tmp_path / "folder.npy").mkdir()
+    for spec in (str(tmp_path / "nope.npy"), str(tmp_path / "folder.npy")):
+        with pytest.raises(K.KernelFileNotFoundError, match=r"^path: kernel file .* not found.*fix:") as info:
+            K.parse_kernel(spec)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, FileNotFoundError)
+    with pytest.raises(K.KernelError, match=r"^path: expected a kernel file path"):
+        K.load_kernel(5)
+    (tmp_path / "Levin09.mat").write_bytes(b"\x89HDF garbage")
+    with pytest.raises(K.KernelError, match=r"^path: .*Levin09\.mat' is not a readable Levin09\.mat"):
+        K.levin(path=tmp_path)
+    with pytest.raises(K.KernelFileNotFoundError, match=r"kernels_12\.mat not found"):
+        K.kernels12(path=tmp_path)
