@@ -59,15 +59,45 @@ def enable_compilation_cache():
 # ------------------------------------------------------------------------------ output folder
 class _Staging:
     """A hidden folder beside ``target``, renamed to ``target`` by :meth:`commit`; on any exit
-    without commit it is removed, with the parent folders this created."""
+    without commit it is removed, with the parent folders this created.
+
+    The final move never replaces what was not there when the run started: ``target`` is
+    recorded at :meth:`__enter__` (absent, or the folder's identity and its list of files), and
+    if it appeared or changed during the run (a second run to the same ``--out``, a file put
+    there meanwhile) :meth:`commit` keeps both: it moves the new results to a free name beside
+    ``target`` and raises :class:`RunError` saying where they are. With ``--overwrite`` the
+    earlier contents are moved aside and deleted once the new results are in place (``notes``
+    says so, or where they were left if they could not be deleted)."""
 
     def __init__(self, target: Path, overwrite: bool):
         self.target, self.overwrite = target, overwrite
         self.tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
         self._created: list[Path] = []
         self._committed = False
+        self._before = None
+        self.notes: list[str] = []
+
+    @staticmethod
+    def _state(path: Path):
+        """What is at ``path``: None (nothing), or (device, inode, sorted (file, size, mtime))."""
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        files = []
+        if path.is_dir() and not path.is_symlink():
+            for root, dirs, names in os.walk(path):
+                for n in sorted(dirs + names):
+                    q = Path(root) / n
+                    try:
+                        qs = q.lstat()
+                    except OSError:
+                        continue
+                    files.append((str(q.relative_to(path)), qs.st_size, qs.st_mtime_ns))
+        return st.st_dev, st.st_ino, st.st_mode, sorted(files)
 
     def __enter__(self) -> Path:
+        self._before = self._state(self.target)
         missing, p = [], self.target.parent
         while not p.exists():
             missing.append(p)
@@ -83,18 +113,59 @@ class _Staging:
                              f"folder you can write to.") from err
         return self.tmp
 
+    def _keep_both(self, why: str):
+        """Moves the new results to a free name beside the target; raises RunError."""
+        for n in range(1, 1000):
+            alt = self.target.parent / f"{self.target.name}-{n}"
+            try:
+                alt.mkdir()  # claims the name (fails if it exists)
+            except FileExistsError:
+                continue
+            try:
+                self.tmp.rename(alt)  # replaces the empty folder just made
+            except OSError:
+                alt.rmdir()
+                continue
+            self._committed = True
+            raise RunError(f"--out {self.target}: {why}; it was left as it is (nothing "
+                           f"replaced). The results of this run are in {alt}/. Fix: give "
+                           f"every run its own --out (two runs to one --out, or a file put "
+                           f"there during the run).")
+        raise RunError(f"--out {self.target}: {why}; the results of this run are left in "
+                       f"{self.tmp}/.")
+
     def commit(self) -> None:
+        now = self._state(self.target)
+        if now != self._before:
+            why = ("appeared during the run" if self._before is None else
+                   "changed during the run" if now is not None else
+                   "was removed during the run")
+            self._keep_both(why)
         old = None
-        if self.target.exists():
-            if any(self.target.iterdir()):
-                old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
-                self.target.rename(old)
-            else:
-                self.target.rmdir()
-        self.tmp.rename(self.target)
+        if self._before is not None and self._before[3]:  # non-empty: --overwrite was given
+            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
+            self.target.rename(old)
+        elif self._before is not None:
+            self.target.rmdir()
+        try:
+            self.target.mkdir()  # atomic: fails if anything took the name meanwhile
+        except FileExistsError:
+            kept = f" (its earlier contents are in {old}/)" if old is not None else ""
+            self._keep_both(f"appeared while the results were being moved into place{kept}")
+        try:
+            self.tmp.rename(self.target)  # onto the empty folder just made
+        except OSError:
+            self._keep_both("was written to while the results were being moved into place")
         self._committed = True
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+            if old.exists():
+                self.notes.append(f"--overwrite: the earlier contents of {self.target} could "
+                                  f"not all be deleted; what is left is in {old}/ (delete it "
+                                  f"yourself)")
+            else:
+                self.notes.append(f"--overwrite: the earlier contents of {self.target} were "
+                                  f"deleted after the new results were in place")
 
     def _cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -711,6 +782,8 @@ def main(argv=None) -> int:
             with staging as tmp:
                 results, n_failed = run(exp, tmp, cluster)
                 staging.commit()
+            for note in staging.notes:
+                print(f"note: {note}", file=sys.stderr)
         else:
             results, n_failed = run(exp, None, cluster)
     except UsageError as err:

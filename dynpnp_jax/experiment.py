@@ -303,8 +303,17 @@ def default_out(dataset: str) -> Path:
     return Path(f"results/{dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
 
 
-def check_out(out: Path, overwrite: bool) -> None:
-    """The output folder must be new, or empty, or ``--overwrite`` given; its parent creatable."""
+def check_out(out: Path, overwrite: bool, inputs=()) -> None:
+    """The output folder must be new, or empty, or ``--overwrite`` given; its parent creatable.
+    It must not be, nor contain, the current directory, the home directory, the repository, the
+    cache or an input (``inputs``: ``(path, what)``, e.g. the data folder), nor lie inside an
+    input folder (:func:`dynpnp_jax.paths.check_output_place`)."""
+    from .paths import check_output_place
+
+    try:
+        check_output_place(out, "--out", inputs)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if out.exists():
         if not out.is_dir():
             raise UsageError(f"--out {out}: exists and is a file; expected a folder to create. "
@@ -321,6 +330,22 @@ def check_out(out: Path, overwrite: bool) -> None:
     if not os.access(anc, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: cannot be created, {anc} is not writable. Fix: pass a "
                          f"folder you can write to.")
+
+
+def input_places(args, source) -> list[tuple[Path, str]]:
+    """What a run reads, as ``(path, what)``: no output may replace or sit inside these."""
+    places = []
+    if args.data_dir is not None:
+        places.append((Path(args.data_dir).expanduser(), "--data-dir"))
+    places.append((source.root, f"the folder of --dataset {source.name}"))
+    folders = {f.parent for it in source.items for f in (it.image, it.blur, it.sharp)
+               if f is not None}
+    places += [(f, "a folder of the dataset's images") for f in sorted(folders)]
+    if getattr(args, "weights", None):
+        places.append((Path(args.weights).expanduser(), "--weights"))
+    if getattr(args, "config", None):
+        places.append((Path(args.config).expanduser(), "--config"))
+    return places
 
 
 # ------------------------------------------------------------------------------ resolve
@@ -617,7 +642,7 @@ def resolve(args, *, check_output: bool = True) -> Experiment:
 
     out = Path(args.out).expanduser() if args.out else default_out(dataset)
     if check_output:
-        check_out(out, args.overwrite)
+        check_out(out, args.overwrite, input_places(args, source))
     return Experiment(
         dataset=dataset, source=source, reference=reference, config_name=config_name,
         protocol=protocol, conditions=conditions, networks=networks, methods=methods,

@@ -44,8 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .operators import OPERATORS
+from .paths import OutputFile as OutFile
+
 #: DnCNN-S models exist for these noise levels (``dncnn-s15/25/50``).
 DENOISE_SIGMAS = (15, 25, 50)
+#: The most iterations the CLI tunes through (the backward pass keeps each one's activations).
+MAX_TUNE_ITERS = 100
 
 
 # ============================================================================ task denoise
@@ -857,9 +862,11 @@ def main(argv=None) -> int:
     p.add_argument("--crop", type=int, default=None,
                    help="crop size, 32..180 (denoise 96, dpir 128)")
     p.add_argument("--batch", type=int, default=3, help="dpir: crops per step (default 3)")
-    p.add_argument("--lr", type=float, default=0.03, help="dpir: Adam learning rate on the "
-                   "logarithms, cosine-decayed to a tenth (default 0.03)")
-    p.add_argument("--seed", type=int, default=0, help="dpir: seed of the crops, kernels, noise")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate on the "
+                   "logarithms (dpir: cosine-decayed to a tenth; default 0.03 for dpir and "
+                   "kernel-step, 0.1 for denoise)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops, kernels, noise "
+                   "(0 to 2**32 - 1)")
     p.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
                    help="dpir: minus the mean PSNR (default) or the MSE")
     p.add_argument("--no-quantize", action="store_true",
@@ -880,8 +887,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-eval", action="store_true", help="dpir: skip the Set3G evaluation")
     p.add_argument("--write-config", default=None, metavar="PATH",
                    help="dpir: write the tuned schedules as data to PATH (configs/dpir_tuned.py)")
-    p.add_argument("--operator", default="gain", help="denoise: the operator")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--operator", default=None, choices=sorted(OPERATORS),
+                   help="denoise: the gradient mode's operator (default gain)")
+    p.add_argument("--out", default=None, help="write the results as JSON here (a new file in "
+                   "an existing folder; written as the run goes)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--resume", default=None, metavar="JSON",
                    help="dpir: reuse the finished runs (and evaluations) of an --out file written "
                         "with the same settings; tune/evaluate only what is missing")
@@ -899,6 +909,34 @@ def main(argv=None) -> int:
         if given:
             fail(f"{', '.join(given)}: only for --task dpir (got --task {args.task}); add "
                  "--task dpir")
+    if args.task != "denoise" and args.operator is not None:
+        fail(f"--operator {args.operator}: only for --task denoise (the {args.task} task's "
+             f"operator is the blur); leave --operator out")
+    args.operator = args.operator or "gain"
+    if args.lr is None:
+        args.lr = 0.1 if args.task == "denoise" else 0.03
+    if not (np.isfinite(args.lr) and args.lr > 0):
+        fail(f"--lr must be a positive number, got {args.lr}; pass e.g. --lr 0.03")
+    if not 0 <= args.seed < 2 ** 32:
+        fail(f"--seed must be in [0, 2**32 - 1] (numpy's seeds), got {args.seed}; pass e.g. "
+             f"--seed 0")
+    if args.iters is not None and any(t > MAX_TUNE_ITERS for t in args.iters):
+        fail(f"--iters must be at most {MAX_TUNE_ITERS} when tuning (the gradient through the "
+             f"unrolled loop keeps every iteration's activations: memory grows with T), got "
+             f"{max(args.iters)}; pass e.g. --iters 8")
+    outs = []  # checked now, before any tuning: a missing folder must not fail after hours
+    for arg, path, exists_ok in (("--out", args.out, args.overwrite),
+                                 ("--write-config", args.write_config, True)):
+        if path is None:
+            continue
+        same_as_resume = (args.resume is not None and Path(path).expanduser().resolve()
+                          == Path(args.resume).expanduser().resolve())
+        try:
+            outs.append(OutFile(path, arg, overwrite=exists_ok or same_as_resume))
+        except ValueError as err:
+            fail(str(err))
+    args.out_file = outs[0] if outs and outs[0].arg == "--out" else None
+    args.config_file = outs[-1] if outs and outs[-1].arg == "--write-config" else None
     steps = args.steps if args.steps is not None else (200 if args.task == "dpir" else 40)
     args.crop = args.crop if args.crop is not None else (128 if args.task == "dpir" else 96)
     if steps < 1:
@@ -923,8 +961,6 @@ def main(argv=None) -> int:
             fail(f"--noise: {err}")
     if args.batch < 1:
         fail(f"--batch must be a positive integer, got {args.batch}")
-    if not (np.isfinite(args.lr) and args.lr > 0):
-        fail(f"--lr must be a positive number, got {args.lr}")
     if args.val_every < 0:
         fail(f"--val-every must be >= 0, got {args.val_every}")
     if args.shake_kernels < 0:
@@ -950,13 +986,13 @@ def main(argv=None) -> int:
     def save(results, evals=None):
         evals = {k: v for k, v in (evals or {}).items()
                  if (k[0], k[1]) in {(r["noise"], r["iters"]) for r in results}}
-        if args.write_config:
-            Path(args.write_config).write_text(render_config(results, command, evals))
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump({"command": command, "results": results,
-                           "evals": [{"noise": k[0], "iters": k[1], "ensemble": k[2], **v}
-                                     for k, v in (evals or {}).items()]}, f, indent=1)
+        if args.config_file:
+            args.config_file.write(render_config(results, command, evals))
+        if args.out_file:
+            args.out_file.write(json.dumps(
+                {"command": command, "results": results,
+                 "evals": [{"noise": k[0], "iters": k[1], "ensemble": k[2], **v}
+                           for k, v in (evals or {}).items()]}, indent=1))
 
     out = run_dpir(args.noise, iters, steps=steps, crop=args.crop, batch=args.batch, lr=args.lr,
                    seed=args.seed, loss=args.loss, quantize=not args.no_quantize,
@@ -966,8 +1002,18 @@ def main(argv=None) -> int:
     _print_dpir_table(out)
     save(out["results"], out["evals"])
     if args.write_config:
-        print(f"\nwrote {args.write_config}")
-    return 0
+        print(f"\nwrote {args.config_file.written}")
+    return _finish(args)
+
+
+def _finish(args) -> int:
+    """0, or 1 (said on stderr) when an output file went elsewhere than asked."""
+    moved = [f for f in (getattr(args, "out_file", None), getattr(args, "config_file", None))
+             if f is not None and f.written != f.path]
+    for f in moved:
+        print(f"error: {f.arg} {f.path}: appeared or changed during the run; it was left as it "
+              f"is, and this run's file is {f.written}", file=sys.stderr)
+    return 1 if moved else 0
 
 
 SETTING_DEFAULTS = {"ensemble": False, "shake": 0, "family": "base"}  # settings added later: older --out files ran without
@@ -975,18 +1021,34 @@ SETTING_DEFAULTS = {"ensemble": False, "shake": 0, "family": "base"}  # settings
 
 def _load_previous(path, settings: dict) -> dict:
     """The runs and evaluations of an earlier ``--out`` JSON whose settings equal ``settings``."""
+    expected = ("expected the JSON object an --out of `python -m dynpnp_jax.tune --task dpir` "
+                "writes ({'command': ..., 'results': [...], 'evals': [...]}); fix: pass such a "
+                "file, or leave --resume out")
     with open(path) as f:
-        data = json.load(f)
-    results = data.get("results", [])
-    for r in results:
-        got = {k: r.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) for k in settings}
-        if got != settings:
-            diff = {k: (got[k], v) for k, v in settings.items() if got[k] != v}
-            raise ValueError(f"{path}: run noise={r['noise']:g} T={r['iters']} was made with other "
-                             f"settings (theirs, now): {diff}")
-    evals = {(e["noise"], e["iters"], e["ensemble"]): {k: v for k, v in e.items()
-                                                      if k not in ("noise", "iters", "ensemble")}
-             for e in data.get("evals", [])}
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not JSON ({err}); {expected}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a {type(data).__name__}; {expected}")
+    results, evals_in = data.get("results", []), data.get("evals", [])
+    if not isinstance(results, list) or not isinstance(evals_in, list):
+        raise ValueError(f"{path}: 'results' and 'evals' must be lists; {expected}")
+    try:
+        for r in results:
+            got = {k: r.get("settings", {}).get(k, SETTING_DEFAULTS.get(k)) for k in settings}
+            if got != settings:
+                diff = {k: (got[k], v) for k, v in settings.items() if got[k] != v}
+                raise ValueError(f"{path}: run noise={r['noise']:g} T={r['iters']} was made with "
+                                 f"other settings (theirs, now): {diff}")
+            for k in ("noise", "iters", "sigma", "mu"):
+                r[k]  # noqa: B018 (every run needs these)
+        evals = {(e["noise"], e["iters"], e["ensemble"]): {
+            k: v for k, v in e.items() if k not in ("noise", "iters", "ensemble")}
+            for e in evals_in}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: a run or evaluation lacks {err} or is not an object; "
+                         f"{expected}") from None
     return {"results": results, "evals": evals}
 
 
@@ -1001,18 +1063,18 @@ def _main_kernel_step(args, steps: int, iters: list) -> int:
                   f"{r['alpha0']:g}) -> {r['val_psnr_tuned']:.3f} (tuned); no A-step "
                   f"{r['val_psnr_no_a_step']:.3f}; alpha = "
                   + ", ".join(f"{a:.3g}" for a in r["alpha"]), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"command": "python -m dynpnp_jax.tune " + " ".join(
-                shlex.quote(a) for a in sys.argv[1:]), "results": results}, f, indent=1)
-    return 0
+    if args.out_file:
+        args.out_file.write(json.dumps({"command": "python -m dynpnp_jax.tune " + " ".join(
+            shlex.quote(a) for a in sys.argv[1:]), "results": results}, indent=1))
+    return _finish(args)
 
 
 def _main_denoise(args, steps: int, iters: int) -> int:
     results = {}
     for s in args.sigma:
         t0 = time.time()
-        r = tune(s, iters=iters, steps=steps, crop=args.crop, operator=args.operator)
+        r = tune(s, iters=iters, steps=steps, crop=args.crop, operator=args.operator,
+                 lr=args.lr, seed=args.seed)
         r["seconds"] = time.time() - t0
         results[int(s)] = r
         print(json.dumps(r))
@@ -1020,10 +1082,9 @@ def _main_denoise(args, steps: int, iters: int) -> int:
     for s, r in results.items():
         print(f"    {s}: {json.dumps(r['kwargs'])},")
     print("}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-    return 0
+    if args.out_file:
+        args.out_file.write(json.dumps(results, indent=1))
+    return _finish(args)
 
 
 if __name__ == "__main__":

@@ -312,12 +312,62 @@ def test_shipped_relaxed_config_is_valid():
     (["--task", "dpir", "--family", "momentum"], "invalid choice"),
     (["--family", "relax"], "--family: only for --task dpir"),
     (["--task", "kernel-step", "--shake-kernels", "5"], "--shake-kernels: only for --task dpir"),
+    (["--seed", "-1"], "--seed must be in [0, 2**32 - 1]"),
+    (["--task", "dpir", "--seed", "4294967296"], "--seed must be in [0, 2**32 - 1]"),
+    (["--lr", "nan"], "--lr must be a positive number, got nan"),  # denoise used to ignore it
+    (["--task", "dpir", "--lr", "inf"], "--lr must be a positive number, got inf"),
+    (["--operator", "bogus"], "argument --operator: invalid choice: 'bogus'"),
+    (["--task", "dpir", "--operator", "conv"], "--operator conv: only for --task denoise"),
+    (["--task", "dpir", "--iters", "1000000"], "--iters must be at most 100 when tuning"),
+    (["--task", "dpir", "--out", "/no/such/folder/t.json"],
+     "the folder /no/such/folder does not exist; expected a file in an existing folder (checked "
+     "now, before the run). Fix: mkdir -p /no/such/folder"),
+    (["--out", "/no/such/folder/t.json"], "the folder /no/such/folder does not exist"),
+    (["--task", "kernel-step", "--out", "."], "would replace or delete it. Expected a new file"),
+    (["--task", "dpir", "--write-config", "/tmp"], "--write-config /tmp: is a folder"),
 ])
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
         tune.main(argv)
     assert err.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_out_file_rules_before_tuning(tmp_path, capsys, monkeypatch):
+    """tune --out: an existing file needs --overwrite (or is the --resume file); a --resume file
+    holding something else than tune's JSON object is one clear error; all before tuning."""
+    monkeypatch.setattr(tune, "run_dpir", lambda *a, **k: pytest.fail("tuned before the checks"))
+    old = tmp_path / "old.json"
+    old.write_text("[1, 2]")
+    for argv, message in (
+            (["--out", str(old)], f"--out {old}: exists; expected a new file. Fix: pass another "
+                                  f"--out, or --overwrite"),
+            (["--resume", str(old)], "--resume: " + f"{old}: holds a list; expected the JSON "
+                                     "object an --out of `python -m dynpnp_jax.tune --task dpir`"),
+            (["--resume", str(tmp_path / "none.json")], "--resume: [Errno 2]")):
+        with pytest.raises(SystemExit) as err:
+            tune.main(["--task", "dpir", *argv])
+        assert err.value.code == 2 and message in capsys.readouterr().err
+    assert old.read_text() == "[1, 2]"
+
+
+def test_output_file_never_replaces_what_appeared(tmp_path, capsys):
+    from dynpnp_jax.paths import OutputFile
+
+    target = tmp_path / "t.json"
+    out = OutputFile(target, "--out")
+    assert out.write("one") == target and target.read_text() == "one"
+    assert out.write("two") == target and target.read_text() == "two"  # its own checkpoint
+    target.write_text("a user's edit")  # changed under the run
+    assert out.write("three") == tmp_path / "t-1.json"
+    assert target.read_text() == "a user's edit" and (tmp_path / "t-1.json").read_text() == "three"
+    assert "appeared or changed during the run" in capsys.readouterr().err
+    assert out.write("four") == tmp_path / "t-1.json"  # from then on, its own new name
+    fresh = OutputFile(tmp_path / "u.json", "--out")
+    (tmp_path / "u.json").write_text("another run's")  # appeared during the run
+    assert fresh.write("mine") == tmp_path / "u-1.json"
+    assert (tmp_path / "u.json").read_text() == "another run's"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize("kwargs, message", [

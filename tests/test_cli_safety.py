@@ -1,0 +1,149 @@
+"""The CLIs never lose files, never score a diverged image, and refuse implausible arguments
+with one clear line (argument, what was expected, the fix) before anything runs."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import require_shared
+from dynpnp_jax import eval as ev
+from dynpnp_jax import paths
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DYNPNP_CACHE", str(path))
+        mp.delenv("DYNPNP_DATA", raising=False)
+        mp.delenv("DYNPNP_NO_COMPILE_CACHE", raising=False)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def crops(cache, tmp_path_factory):
+    """One 40x48 gray Set12 crop."""
+    src = require_shared("data", "set12")
+    require_shared("upstream", "dncnn", "sigma=25.mat")
+    folder = tmp_path_factory.mktemp("pngs")
+    Image.fromarray(np.asarray(Image.open(src / "01.png"))[64:104, 32:80]).save(folder / "a.png")
+    return folder
+
+
+def _fails(argv, capsys, code=2):
+    with pytest.raises(SystemExit) as info:
+        ev.main(argv)
+    status = info.value.code
+    msg = capsys.readouterr().err
+    if isinstance(status, str):
+        msg, status = msg + status, 1
+    assert status == code, msg
+    return msg
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# ------------------------------------------------------------------------------ losing files
+def test_out_is_or_contains_or_lies_in_an_input_is_refused(crops, tmp_path, capsys, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.png").write_bytes((crops / "a.png").read_bytes())
+    before = _tree(data)
+    base = ["--dataset", "folder", "--data-dir", str(data), "--sigma", "25", "--method", "prior",
+            "--no-compile-cache", "--overwrite"]
+    cases = [(data, "is --data-dir"), (tmp_path, "contains --data-dir"),
+             (data / "results", "lies inside --data-dir"),
+             (ROOT, "is the repository"), (ROOT.parent, ": contains "),
+             (Path.home(), "is your home directory")]
+    for out, expected in cases:
+        msg = _fails([*base, "--out", str(out)], capsys)
+        assert expected in msg and "Fix: pass e.g. --out results/run1" in msg, msg
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    msg = _fails([*base, "--out", "."], capsys)  # --out . --overwrite: before computing
+    assert "--out .: is the current directory" in msg, msg
+    assert _tree(data) == before  # nothing deleted, nothing added
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_out_beside_the_inputs_is_fine(crops, tmp_path):
+    from dynpnp_jax import experiment
+
+    args = ev.build_parser().parse_args(["--dataset", "folder", "--data-dir", str(crops),
+                                         "--sigma", "25", "--out", str(tmp_path / "r" / "o")])
+    assert experiment.resolve(args).out == tmp_path / "r" / "o"
+    with pytest.raises(ValueError, match="--out .*contains the weights/data cache"):
+        paths.check_output_place(paths.cache_dir().parent, "--out")
+
+
+def _staging_run(target, overwrite=False, during=None):
+    """A run that writes one file; ``during(target)`` happens while it runs."""
+    stage = ev._Staging(target, overwrite)
+    with stage as tmp:
+        (tmp / "results.json").write_text("new")
+        if during:
+            during(target)
+        stage.commit()
+    return stage
+
+
+@pytest.mark.parametrize("during, why", [
+    (lambda t: (t.mkdir(), (t / "results.json").write_text("first run")), "appeared"),
+    (lambda t: t.mkdir(), "appeared"),                          # even an empty folder
+    (lambda t: t.write_text("a user's file"), "appeared"),
+    (lambda t: (t / "notes.txt").write_text("mine"), "changed")])  # into the empty --out
+def test_final_move_never_replaces_what_appeared(tmp_path, during, why):
+    target = tmp_path / "out"
+    if why == "changed":
+        target.mkdir()
+    with pytest.raises(ev.RunError, match=f"--out {target}: {why} during the run; it was left "
+                                          f"as it is .*results of this run are in .*out-1/"):
+        _staging_run(target, during=lambda t: during(t))
+    if target.is_dir():  # the other one's, untouched (the empty folder still empty)
+        assert b"new" not in _tree(target).values()
+    else:
+        assert target.read_text() == "a user's file"
+    assert (tmp_path / "out-1" / "results.json").read_text() == "new"  # ours kept beside
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no hidden leftovers
+
+
+def test_overwrite_deletes_the_old_contents_and_says_so(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    stage = _staging_run(target, overwrite=True)
+    assert _tree(target) == {"results.json": b"new"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert any("earlier contents" in n and "deleted" in n for n in stage.notes)
+    # an --overwrite target that changed during the run is not replaced either
+    with pytest.raises(ev.RunError, match="changed during the run"):
+        _staging_run(target, overwrite=True,
+                     during=lambda t: (t / "late.txt").write_text("put there meanwhile"))
+    assert (target / "late.txt").exists() and (tmp_path / "out-1" / "results.json").exists()
+
+
+def test_second_run_to_one_out_keeps_both_through_the_cli(crops, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    real_run = ev.run
+
+    def run_and_race(exp, tmp, cluster):  # another run finishes first, into the same --out
+        result = real_run(exp, tmp, cluster)
+        out.mkdir()
+        (out / "results.json").write_text("the other run's")
+        return result
+
+    monkeypatch.setattr(ev, "run", run_and_race)
+    msg = _fails(["--dataset", "folder", "--data-dir", str(crops), "--sigma", "25", "--method",
+                  "prior", "--out", str(out), "--no-compile-cache"], capsys, code=1)
+    assert "appeared during the run" in msg and str(tmp_path / "out-1") in msg, msg
+    assert (out / "results.json").read_text() == "the other run's"
+    res = json.loads((tmp_path / "out-1" / "results.json").read_text())
+    assert res["methods"]["prior"]["25"]["psnr"] > 20
