@@ -147,3 +147,49 @@ def test_second_run_to_one_out_keeps_both_through_the_cli(crops, tmp_path, capsy
     assert (out / "results.json").read_text() == "the other run's"
     res = json.loads((tmp_path / "out-1" / "results.json").read_text())
     assert res["methods"]["prior"]["25"]["psnr"] > 20
+
+
+# ------------------------------------------------------------------------------ diverged images
+def _flaky_network():
+    """A residual 'network' whose prior is the identity on dark images and NaN on bright ones:
+    a diverging image beside a converging one in one batch."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from dynpnp_jax.networks import Network
+
+    class Flaky(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            bright = jnp.mean(x, axis=(1, 2, 3), keepdims=True) > 0.5
+            return jnp.where(bright, jnp.nan, 0.0) * x
+
+    return Network(module=Flaky(), variables={"params": {}}, kind="residual", channels=1,
+                   name="flaky")
+
+
+def test_a_network_output_of_nan_fails_that_image_only(crops, tmp_path, capsys, monkeypatch):
+    import dynpnp_jax
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    img = np.asarray(Image.open(crops / "a.png"))
+    Image.fromarray((img // 4).astype(np.uint8)).save(folder / "dark.png")
+    Image.fromarray((255 - img // 4).astype(np.uint8)).save(folder / "bright.png")
+    monkeypatch.setattr(dynpnp_jax, "load_network", lambda name, path=None: _flaky_network())
+    out = tmp_path / "out"
+    msg = _fails(["--dataset", "folder", "--data-dir", str(folder), "--sigma", "25", "--method",
+                  "prior", "gradient", "--iters", "2", "--out", str(out), "--no-compile-cache"],
+                 capsys, code=1)
+    assert "error: method 'gradient', sigma=25, image 'bright' not scored" in msg, msg
+    assert "2 restored image(s) were not finite and were not scored" in msg
+    res = json.loads((out / "results.json").read_text())
+    assert sorted((f["method"], f["image"]) for f in res["failures"]) == [
+        ("gradient", "bright"), ("prior", "bright")]
+    for method in ("prior", "gradient"):
+        r = res["methods"][method]["25"]
+        assert r["n_failed"] == 1 and r["n_scored"] == 1
+        assert r["psnr"] is None  # no mean over a subset of the images is reported
+        assert r["per_image"]["bright"]["status"] == "non-finite"
+        assert r["per_image"]["bright"]["psnr"] is None
+        assert r["per_image"]["dark"]["status"] == "ok" and r["per_image"]["dark"]["psnr"] > 15
