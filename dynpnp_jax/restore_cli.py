@@ -545,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="folder input: skip files matching GLOB (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--log", metavar="FILE.jsonl",
+                   help="append one JSON record per finished picture (input, output, noise, "
+                        "seconds, prior, tile, kernel size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -633,6 +636,20 @@ def _preflight(args) -> list[Job]:
     return jobs
 
 
+def _log(path, job: Job, rep: dict, written) -> None:
+    import json
+
+    rec = {"input": str(job.src), "output": str(job.dst), "task": rep["task"],
+           "noise": round(float(rep["noise"]), 4), "noise_source": rep["noise_source"],
+           "seconds": round(float(rep["seconds"]), 3), "iters": rep["iters"],
+           "prior": rep["prior"], "tile": rep["tile"], "kernel_file": job.kernel,
+           "mask_file": job.mask, "missing": rep.get("missing"),
+           "kernel_shape": list(np.shape(rep["kernel"])) if "kernel" in rep else None,
+           "size": [written.height, written.width, written.channels], "bits": written.bits}
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -673,6 +690,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if job.note:
                 msg += f"; {job.note}"
             tqdm.write(msg)
+            if args.log:
+                _log(args.log, job, rep, written)
     except KeyboardInterrupt:
         bar.close()
         print(f"restore: interrupted after {len(done)} of {len(jobs)} picture(s); the finished "
