@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -164,7 +166,15 @@ def locate_upstream(spec: WeightSpec, path: str | Path | None = None, *,
             if p is None:
                 raise WeightsError(f"{path} does not hold {f.relpath} (needed by {spec.name!r})")
             found[f.relpath] = p
-            hashes.append(sha256_file(p))  # the user's own file: taken as is, keyed by its hash
+            got = sha256_file(p)  # the user's own file: taken as is, keyed by its hash
+            hashes.append(got)
+            if (f.sha256 != UNKNOWN and got != f.sha256
+                    and p.name == Path(f.relpath).name):  # the release's name and format
+                warnings.warn(
+                    f"weights path {p}: has the name and format of the released file of "
+                    f"{spec.name!r} ({f.relpath}) but not its content: sha256 {got}, the release's {f.sha256}. "
+                    f"It is used as your own weights (results record its sha256); if you meant "
+                    f"the release, replace it with a fresh copy from {f.url}", stacklevel=3)
         return found, _combined_key(hashes)
 
     bases = [b for b in (paths.upstream_dir(), paths.cache_dir() / "upstream") if b is not None]
@@ -215,6 +225,7 @@ def _save(tree: Any, where: Path, meta: dict, replace: bool = False) -> None:
     tmp.mkdir(parents=True)
     ckptr = _checkpointer()
     ckptr.save((tmp / "variables").absolute(), tree)
+    meta = {**meta, "files_sha256": _file_hashes(tmp / "variables")}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     if (where / "meta.json").is_file() and not replace:  # another process converted it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
@@ -238,6 +249,7 @@ def convert(name: str, path: str | Path | None = None, *, download: bool = True,
             force: bool = False) -> Path:
     """Convert ``name``'s upstream weights into the cache (if not there yet); return its folder."""
     spec = get_spec(name)
+    _check_path_arg(path)
     if path is None and not force and all(f.sha256 != UNKNOWN for f in spec.files):
         where = _cache_path(spec, _combined_key([f.sha256 for f in spec.files]))
         if (where / "meta.json").is_file():
@@ -270,15 +282,111 @@ def load_network(name: str, path: str | Path | None = None, *, download: bool = 
       download: whether a missing upstream file may be downloaded.
     """
     spec = get_spec(name)
+    _check_path_arg(path)
     where = convert(name, path, download=download)
+    problem = _damage(where)
+    if problem is None:
+        try:
+            with _quiet_stderr_on_failure():
+                variables = _restore(where)
+        except Exception as err:  # an older cache entry (no file hashes) that cannot be read
+            problem = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        else:
+            _record_hashes(where)
+            return spec.network(variables)
+    print(f"note: the converted weights of {name!r} in {where} are damaged ({problem}); "
+          f"converting them again", file=sys.stderr)
+    shutil.rmtree(where, ignore_errors=True)
+    where = convert(name, path, download=download)
+    return spec.network(_restore(where))
+
+
+class _quiet_stderr_on_failure:
+    """Holds back what is written to file descriptor 2 inside the block: replayed if the block
+    succeeds, dropped if it raises (orbax's threads print a stream of 'Event loop is closed'
+    tracebacks after a failed read, for a short while after it returns)."""
+
+    def __enter__(self):
+        import tempfile
+
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            self._saved = None
+            return self
+        self._buf = tempfile.TemporaryFile()
+        os.dup2(self._buf.fileno(), 2)
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        if self._saved is None:
+            return False
+        if exc_type is not None:
+            import gc
+            import time
+
+            gc.collect()
+            time.sleep(1.0)  # let orbax's threads finish printing into the buffer
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        if exc_type is None:
+            self._buf.seek(0)
+            held = self._buf.read()
+            if held:
+                os.write(2, held)
+        self._buf.close()
+        return False
+
+
+def _check_path_arg(path) -> None:
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected the upstream weight file or folder as a str or "
+                        f"pathlib.Path (or None for the registry's file), got "
+                        f"{type(path).__name__} {path!r}. Fix: e.g. path='weights/sigma=25.mat'.")
+
+
+def _file_hashes(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _damage(where: Path) -> str | None:
+    """What is wrong with a cache entry whose meta.json records its files' sha256 (None if
+    nothing, or if it records none): checked before orbax reads it, since orbax's failures on a
+    truncated file print a stream of asyncio tracebacks from its threads."""
     try:
-        variables = _restore(where)
-    except Exception as err:  # a broken cache entry: convert again
-        shutil.rmtree(where, ignore_errors=True)
-        where = convert(name, path, download=download)
-        variables = _restore(where)
-        del err
-    return spec.network(variables)
+        recorded = json.loads((where / "meta.json").read_text()).get("files_sha256")
+    except (OSError, ValueError) as err:
+        return f"meta.json unreadable: {err}"
+    if not recorded:
+        return None
+    got = _file_hashes(where / "variables")
+    for rel, sha in recorded.items():
+        if rel not in got:
+            return f"{rel} is missing"
+        if got[rel] != sha:
+            return f"{rel} changed (truncated or overwritten)"
+    return None
+
+
+def _record_hashes(where: Path) -> None:
+    """Adds the files' sha256 to an older cache entry's meta.json (read fine just now)."""
+    meta_path = where / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("files_sha256"):
+            return
+        meta["files_sha256"] = _file_hashes(where / "variables")
+        tmp = meta_path.with_name(f".meta.json.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, meta_path)
+    except OSError:
+        pass  # a read-only cache stays as it is
 
 
 # ------------------------------------------------------------------------------- entries

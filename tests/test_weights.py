@@ -1,6 +1,7 @@
 """Weight registry: cache, sha256 checks, download over HTTP (a local server), clear errors."""
 import functools
 import hashlib
+import json
 import http.server
 import threading
 from pathlib import Path
@@ -117,7 +118,8 @@ def test_corrupt_local_file(isolated):
 def test_user_path_is_taken_as_own_weights(isolated):
     src = _tiny_file(isolated)
     _register("http://127.0.0.1:9/tiny.npz", "0" * 64)
-    net = dp.load_network("tiny-test", path=src)
+    with pytest.warns(UserWarning, match="not its content"):  # the release's name, not its hash
+        net = dp.load_network("tiny-test", path=src)
     assert net.variables["params"]["conv2"]["kernel"].shape == (3, 3, 4, 1)
     with pytest.raises(weights.WeightsError, match="does not exist"):
         dp.load_network("tiny-test", path=isolated / "nope.npz")
@@ -144,3 +146,57 @@ def test_unknown_hash_is_accepted_with_warning(isolated):
     assert net.variables["params"]["conv0"]["kernel"].shape == (3, 3, 1, 4)
     key = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     assert (isolated / "cache" / "weights" / f"tiny-test-{key}").is_dir()
+
+
+def test_user_file_with_the_release_name_but_not_its_hash_warns(isolated):
+    """A file named as the release (and of its format) whose content differs: used as the
+    user's own weights, with a warning naming both hashes."""
+    src = _tiny_file(isolated)
+    got = hashlib.sha256(src.read_bytes()).hexdigest()
+    _register("http://127.0.0.1:9/tiny.npz", "ab" * 32)
+    with pytest.warns(UserWarning, match=f"name and format of the released file of 'tiny-test'.*sha256 {got}, the "
+                                         f"release's {'ab' * 32}"):
+        net = dp.load_network("tiny-test", path=src)
+    assert net.variables["params"]["conv0"]["kernel"].shape == (3, 3, 1, 4)
+    other = isolated / "mine.npz"  # another name: the user's own, said nothing
+    other.write_bytes(src.read_bytes())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dp.load_network("tiny-test", path=other)
+
+
+@pytest.mark.parametrize("bad", [5, ["a.mat"], 2.5])
+def test_path_of_the_wrong_type(bad):
+    with pytest.raises(TypeError, match=r"path: expected the upstream weight file or folder as "
+                                        r"a str or pathlib.Path .*Fix: e.g. path="):
+        dp.load_network("dncnn-s25", path=bad)
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["hashed-entry", "older-entry"])
+def test_truncated_cache_file_is_reconverted_with_one_line(isolated, capfd, recorded):
+    src = _tiny_file(isolated)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    _register("http://127.0.0.1:9/tiny.npz", sha)
+    up = isolated / "upstream" / "tiny"
+    up.mkdir(parents=True)
+    (up / "tiny.npz").write_bytes(src.read_bytes())
+    first = dp.load_network("tiny-test")
+    (entry,) = (isolated / "cache" / "weights").iterdir()
+    meta = json.loads((entry / "meta.json").read_text())
+    assert set(meta["files_sha256"]) and all(len(h) == 64 for h in meta["files_sha256"].values())
+    if not recorded:  # as written before entries recorded their files' hashes
+        del meta["files_sha256"]
+        (entry / "meta.json").write_text(json.dumps(meta))
+    biggest = max((p for p in (entry / "variables").rglob("*") if p.is_file()),
+                  key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:20])
+    capfd.readouterr()
+    again = dp.load_network("tiny-test")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "the converted weights of 'tiny-test'" in err and "converting them again" in err
+    np.testing.assert_array_equal(again.variables["params"]["conv0"]["kernel"],
+                                  first.variables["params"]["conv0"]["kernel"])
+    assert "files_sha256" in json.loads((entry / "meta.json").read_text())
