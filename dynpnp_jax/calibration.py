@@ -18,7 +18,8 @@ lens, a Gaussian guess, or nothing at all: the identity). Two ways to adapt it:
     the kernel, the image integrated out under a Gaussian power-law prior (Levin et al.: MAP_k,
     not MAP_{x,k}). Closed form per frequency for a circular blur, no network run: the search
     costs about a fifth of a ``dpir`` run. The given kernel is kept unless the best candidate
-    beats it by ``LIKELIHOOD_MARGIN`` nats per pixel (set on training images by :func:`main`).
+    beats it by ``LIKELIHOOD_MARGIN`` nats per pixel (set on training images by
+    :mod:`dynpnp_jax.calibration_margins`).
     :func:`estimate_kernel` runs this search alone.
   - ``sparsity`` (the first version, kept for comparison): for each candidate ``k_j`` a cheap
     DPIR run gives ``x_j``, scored by :func:`calibration_score`: the normalised sparsity of
@@ -33,11 +34,13 @@ Everything is pure JAX: kernels are resampled with bilinear interpolation
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .boundary import periodic_component
+from .operators import _otf, _per_image
+from .validation import check_images
 
 Array = jax.Array
 
@@ -121,8 +124,6 @@ def a_step_kernel(op, x, v, y, g, alpha):
     ``L = ||k * x + g(y) - y||^2`` and ``P`` the projection onto non-negative kernels summing to
     one on the given support. ``alpha`` is per iteration; 0 keeps the kernel."""
     grad = op.loss_grad(x, op(x) + g - y)
-    from .operators import _per_image
-
     k = op.k - _per_image(alpha, 3) * grad.k
     return op.replace(k=project_simplex(k))
 
@@ -147,7 +148,7 @@ def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Arra
               else jnp.maximum(jnp.log(ratio) - jnp.log1p(TAU), 0.0))
     return jnp.log(l1 / jnp.maximum(l2, 1e-12)) + GAMMA * excess
 # ------------------------------------------------------------------------------ marginal likelihood
-# nats per pixel: the equal-error threshold on training images (python -m dynpnp_jax.calibration
+# nats per pixel: the equal-error threshold on training images (python -m dynpnp_jax.calibration_margins
 # --limit 10: 10 tune images x the 10 training kernels x noise 2.55 / 7.65; 16 % error each way)
 LIKELIHOOD_MARGIN = 0.0029
 # the same on frames with unknown boundaries, scored on their periodic component (...
@@ -189,13 +190,9 @@ def likelihood_score(y: Array, k: Array, noise_var, frame: bool = False) -> Arra
 
     Args: ``y`` (B, H, W, C); ``k`` (B, kh, kw) kernels; ``noise_var`` scalar or (B,);
     ``frame`` (static bool). Returns (B,)."""
-    from .operators import _otf
-
     b, h, w, ch = y.shape
     n = h * w
     if frame:
-        from .boundary import periodic_component
-
         yc = periodic_component(y)
     else:
         yc = y - jnp.mean(y, axis=(1, 2), keepdims=True)
@@ -324,6 +321,72 @@ def is_delta(k) -> bool:
     return bool(np.allclose(kk[..., kk.shape[-2] // 2, kk.shape[-1] // 2], 1.0, atol=1e-6))
 
 
+# bounds of the search (each candidate is one likelihood evaluation of the whole image: a few
+# FFTs and about 25 passes over the spectrum)
+MAX_GRID = 64          # points per stage: the default 9 already resolves 5 degrees and 7 % in
+                       # scale before the refine stages; the cost grows linearly with the grid
+MAX_STAGE_VALUES = 256  # candidates of one explicit stage
+MAX_STAGES = 32
+SCALE_RANGE = (0.1, 10.0)  # a stretch outside resamples the kernel from < 1 pixel or off its grid
+MAX_WIDTH = 50.0           # extra Gaussian width (pixels): wider is a flat box on any support
+
+
+def check_stages(stages, arg: str = "stages") -> tuple:
+    """``stages`` as a hashable tuple ``((param, values or 'refine'), ...)`` (lists are converted),
+    checked: ``param`` in :data:`PARAMS`, ``values`` 1..``MAX_STAGE_VALUES`` finite numbers (scales
+    in ``SCALE_RANGE``, widths in ``[0, MAX_WIDTH]``) or ``'refine'``; at most ``MAX_STAGES``."""
+    form = ("a tuple of (param, values) stages, e.g. (('angle', (-10.0, 0.0, 10.0)), "
+            "('scale', 'refine'))")
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, (tuple, list)):
+        raise ValueError(f"{arg}: expected {form}, got {stages!r}; fix: pass such a tuple, or None "
+                         "for the default stages")
+    if not 1 <= len(stages) <= MAX_STAGES:
+        raise ValueError(f"{arg}: expected 1..{MAX_STAGES} stages, got {len(stages)}; fix: pass "
+                         "None for the default stages")
+    out = []
+    for i, st in enumerate(stages):
+        if isinstance(st, (str, bytes)) or not isinstance(st, (tuple, list)) or len(st) != 2:
+            raise ValueError(f"{arg}[{i}]: expected a (param, values) pair, got {st!r}; fix: e.g. "
+                             "('angle', (-10.0, 0.0, 10.0))")
+        param, vals = st
+        if param not in PARAMS:
+            raise ValueError(f"{arg}[{i}]: unknown stage parameter {param!r}; expected one of "
+                             f"{', '.join(map(repr, PARAMS))}; fix: name one of those")
+        if isinstance(vals, str):
+            if vals != "refine":
+                raise ValueError(f"{arg}[{i}]: expected values (numbers) or 'refine' for {param!r}, "
+                                 f"got {vals!r}; fix: pass 'refine' or a tuple of numbers")
+            out.append((param, "refine"))
+            continue
+        try:
+            arr = np.asarray(vals, np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.ndim != 1 or not 1 <= arr.size <= MAX_STAGE_VALUES:
+            raise ValueError(f"{arg}[{i}]: expected 1..{MAX_STAGE_VALUES} numbers (or 'refine') for "
+                             f"{param!r}, got {vals!r}; fix: pass a flat tuple of numbers")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{arg}[{i}]: expected finite {param} values, got {vals!r}; fix: remove "
+                             "the NaN/Inf values")
+        if param == "scale" and (arr.min() < SCALE_RANGE[0] or arr.max() > SCALE_RANGE[1]):
+            raise ValueError(f"{arg}[{i}]: expected scales in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] "
+                             f"(a stretch of the given kernel; 1 keeps it), got {vals!r}; fix: "
+                             "e.g. (0.8, 1.0, 1.25)")
+        if param == "width" and (arr.min() < 0 or arr.max() > MAX_WIDTH):
+            raise ValueError(f"{arg}[{i}]: expected widths in [0, {MAX_WIDTH:g}] pixels (the std of "
+                             f"an extra Gaussian blur), got {vals!r}; fix: e.g. (0.0, 0.5, 1.0)")
+        out.append((param, tuple(float(v) for v in arr)))
+    return tuple(out)
+
+
+def _number(v, arg: str, fix: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{arg}: expected a number, got {v!r}; fix: {fix}") from None
+    return f
+
+
 def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, margin=None,
                     size: int = 0, boundary: str = "circular"):
     """Calibrate a blur kernel from the observation alone (no network): the ``likelihood``
@@ -333,42 +396,67 @@ def estimate_kernel(y, k_given, noise_level, *, stages=None, grid: int = 9, marg
       y: (B, H, W, C) blurred, noisy images in [0, 1]: a circular blur, or with
         ``boundary='unknown'`` the frame of a larger blurred scene (made periodic first, as
         :func:`likelihood_score` does with ``frame=True``: its periodic component).
-      k_given: (kh, kw) or (B, kh, kw) the kernel the user believes (a delta: nothing known).
+      k_given: (kh, kw) or (B, kh, kw) the kernel the user believes (a delta: nothing known);
+        smaller than the images.
       noise_level: noise std of ``y`` on the [0, 1] scale (e.g. 2.55 / 255).
       stages, grid, margin, size: as ``make_config``'s ``calib_*`` (defaults: the likelihood
         stages, ``LIKELIHOOD_MARGIN`` (``LIKELIHOOD_MARGIN_FRAME`` for frames), a support from
-        the given kernel).
+        the given kernel). ``stages``: see :func:`check_stages` (lists are accepted);
+        ``grid`` 2..``MAX_GRID``; the support ``size`` (given or derived) at most ``min(H, W)``.
     Returns ``(kernels (B, size, size), theta)`` with ``theta`` as ``Trajectory.calib``."""
-    from .validation import check_images
-
     y = jnp.asarray(check_images("y", y), jnp.float32)
+    b, h, w = y.shape[:3]
     k = np.asarray(k_given, np.float32)
     if k.ndim == 2:
         k = k[None]
     if k.ndim != 3 or not np.isfinite(k).all() or (k < 0).any() or k.sum() <= 0:
         raise ValueError(f"k_given: expected a non-negative finite (kh, kw) or (B, kh, kw) kernel, "
                          f"got shape {k.shape}; fix: pass e.g. kernels.gaussian(1.6)")
+    if k.shape[0] not in (1, b):
+        raise ValueError(f"k_given: expected one kernel or one per image (B={b}), got {k.shape[0]}; "
+                         "fix: pass a (kh, kw) kernel or a (B, kh, kw) batch")
+    if (k.sum(axis=(1, 2)) <= 0).any():
+        raise ValueError("k_given: expected every kernel of the batch to have positive mass, got an "
+                         "all-zero kernel; fix: pass e.g. kernels.gaussian(1.6) for it")
+    if k.shape[1] > h or k.shape[2] > w:
+        raise ValueError(f"k_given: a {k.shape[1]}x{k.shape[2]} kernel is larger than the {h}x{w} "
+                         "images y; expected a kernel smaller than the images; fix: crop the kernel "
+                         "to its support or pass larger images")
     k = k / k.sum(axis=(1, 2), keepdims=True)
-    nl = float(noise_level)
+    nl = _number(noise_level, "noise_level", "2.55 / 255 for 8-bit noise 2.55")
     if not np.isfinite(nl) or nl < 0 or nl > 1:
         raise ValueError(f"noise_level: expected the noise std on the [0, 1] scale (0..1), got "
                          f"{noise_level!r}; fix: 2.55 / 255 for 8-bit noise 2.55")
     if boundary not in ("circular", "unknown"):
-        raise ValueError(f"boundary: expected 'circular' or 'unknown', got {boundary!r}")
+        raise ValueError(f"boundary: expected 'circular' or 'unknown', got {boundary!r}; fix: "
+                         "'unknown' for a frame cut out of a larger scene")
     default = LIKELIHOOD_MARGIN_FRAME if boundary == "unknown" else LIKELIHOOD_MARGIN
-    margin = default if margin is None else float(margin)
+    margin = default if margin is None else _number(margin, "margin", "leave it None for the default")
     if not np.isfinite(margin) or margin < 0:
         raise ValueError(f"margin: expected a finite number >= 0 (nats per pixel; 0 takes any "
                          f"improvement), got {margin!r}; fix: leave it None for the default")
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"grid: expected an integer >= 2 (points per stage), got {grid!r}")
-    if int(size) and int(size) < max(k.shape[1:]):
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 2 <= grid <= MAX_GRID:
+        raise ValueError(f"grid: expected an integer 2..{MAX_GRID} (points per stage: each point is "
+                         "one likelihood evaluation of the whole image per stage; the default 9 "
+                         "resolves 5 degrees and 7 % in scale before the refine stages), got "
+                         f"{grid!r}; fix: leave the default 9")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+        raise ValueError(f"size: expected an integer >= 0 (0: from the kernel and the scales), got "
+                         f"{size!r}; fix: leave it 0")
+    if size and size < max(k.shape[1:]):
         raise ValueError(f"size={size} is smaller than k_given ({k.shape[1]}x{k.shape[2]}); fix: "
                          f"size >= {max(k.shape[1:])} or 0 (from the kernel and the scales)")
-    stages = tuple(stages) if stages is not None else default_stages(is_delta(k), grid, "likelihood")
-    size = int(size) or support_size(k.shape[1:], stages)
-    return _estimate(y, jnp.asarray(k), jnp.float32(nl), jnp.float32(margin), stages, grid, size,
-                     boundary == "unknown")
+    stages = (check_stages(stages) if stages is not None
+              else default_stages(is_delta(k), int(grid), "likelihood"))
+    given = int(size)
+    size = given or support_size(k.shape[1:], stages)
+    if size > min(h, w):
+        how = "size" if given else "the support derived from k_given and the widest scale searched"
+        raise ValueError(f"size: {how} is {size}x{size}, larger than the {h}x{w} images y; expected "
+                         f"a support <= {min(h, w)}; fix: pass size= between {max(k.shape[1:])} and "
+                         f"{min(h, w)}, or larger images")
+    return _estimate(y, jnp.asarray(k), jnp.float32(nl), jnp.float32(margin), stages, int(grid),
+                     size, boundary == "unknown")
 
 
 def _estimate_impl(y, k, nl, margin, stages, grid, size, frame=False):
@@ -387,93 +475,11 @@ def _estimate_impl(y, k, nl, margin, stages, grid, size, frame=False):
 _estimate = jax.jit(_estimate_impl, static_argnames=("stages", "grid", "size", "frame"))
 
 
-# ------------------------------------------------------------------------------ the margin
-def margin_statistics(images, kerns, noises, *, wrong=(("scale", 1.25), ("angle", 10.0)),
-                      progress=True, boundary: str = "circular") -> dict:
-    """How much the likelihood search "improves" on a RIGHT kernel (false gains: model mismatch
-    of the Gaussian image prior) and on WRONG ones (the given kernel scaled / rotated), per pixel,
-    on training images degraded the ``dpir`` way (uint8 circular blur, seeded noise). The margin
-    is set between the two (``python -m dynpnp_jax.calibration``); never on test images.
-    ``boundary='unknown'``: the same on frames (the blurred image's part no wrapped pixel
-    reaches, :func:`dynpnp_jax.data.degradations.frame_crop`), scored made periodic."""
-    from .data.degradations import frame_crop
-    from .tune import degrade_dpir
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    cases = [(i, j, n) for i in range(len(images)) for j in range(len(kerns)) for n in noises]
-    it = tqdm(cases, desc="margin statistics") if (progress and tqdm) else cases
-    right, wrong_gain = [], {f"{p}={v:g}": [] for p, v in wrong}
-    for i, j, n in it:
-        gt, kt = images[i], np.asarray(kerns[j], np.float64)
-        gt = gt[: gt.shape[0] // 8 * 8, : gt.shape[1] // 8 * 8]
-        y = degrade_dpir(gt, kt, n).astype(np.float32)
-        if boundary == "unknown":
-            y = frame_crop(y, kt.shape)
-        y = y[None, ..., None]
-        _, th = estimate_kernel(y, kt, n / 255.0, margin=0.0, boundary=boundary)
-        right.append(float(th["gain"][0]))
-        for p, v in wrong:
-            kw = np.asarray(warp_kernel(jnp.asarray(kt, jnp.float32), support_size(kt.shape, ((p, (v,)),)),
-                                        **{p: v}))
-            _, th = estimate_kernel(y, kw, n / 255.0, margin=0.0, boundary=boundary)
-            wrong_gain[f"{p}={v:g}"].append(float(th["gain"][0]))
-    return {"right": right, "wrong": wrong_gain}
+if __name__ == "__main__":  # the margin measurement moved to its own module (it needs tune)
+    import sys
 
+    from .calibration_margins import main
 
-def equal_error_margin(right, wrong) -> float:
-    """The margin at which the fraction of right kernels moved (gain > margin) equals the
-    fraction of wrong kernels kept (gain <= margin)."""
-    right, wrong = np.sort(np.asarray(right, np.float64)), np.sort(np.asarray(wrong, np.float64))
-    cands = np.unique(np.concatenate([right, wrong, [0.0]]))
-    moved = 1.0 - np.searchsorted(right, cands, side="right") / len(right)
-    kept = np.searchsorted(wrong, cands, side="right") / len(wrong)
-    return float(cands[int(np.argmin(np.abs(moved - kept)))])
-
-
-def main(argv=None) -> int:
-    """``python -m dynpnp_jax.calibration``: the likelihood margin from training images."""
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(prog="python -m dynpnp_jax.calibration", description=main.__doc__)
-    p.add_argument("--noise", type=float, nargs="+", default=[2.55, 7.65])
-    p.add_argument("--limit", type=int, default=0, help="first N training images (0: all)")
-    p.add_argument("--quantile", type=float, default=None,
-                   help="set the margin at this quantile of the right-kernel gains instead of "
-                        "the equal-error threshold")
-    p.add_argument("--boundary", choices=("circular", "unknown"), default="circular",
-                   help="unknown: the margin for frames of a larger blurred scene "
-                        "(scored on their periodic component)")
-    p.add_argument("--out", default=None)
-    args = p.parse_args(argv)
-    from .tune import load_tune_images, training_kernels
-
-    imgs = [np.uint8(np.round(im * 255.0)) for im in load_tune_images()]
-    imgs = imgs[: args.limit] if args.limit else imgs
-    kerns = training_kernels()  # kernels_12 without its two Levin kernels
-    st = margin_statistics(imgs, kerns, args.noise, boundary=args.boundary)
-    right = np.asarray(st["right"])
-    if args.quantile is not None:
-        margin, rule = float(np.quantile(right, args.quantile)), f"quantile {args.quantile}"
-    else:
-        margin, rule = equal_error_margin(right, np.asarray(st["wrong"]["scale=1.25"])), \
-            "equal error rate: right kernels moved = wrong (scale 1.25) kernels kept"
-    summary = {"images": len(imgs), "kernels": len(kerns), "noise": args.noise,
-               "boundary": args.boundary,
-               "rule": rule, "margin": margin,
-               "right_gain": {"mean": float(right.mean()), "max": float(right.max()),
-                              "kept_at_margin": float(np.mean(right <= margin))},
-               "wrong_detected_at_margin": {k: float(np.mean(np.asarray(v) > margin))
-                                            for k, v in st["wrong"].items()},
-               "wrong_gain_median": {k: float(np.median(v)) for k, v in st["wrong"].items()}}
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({**summary, "raw": st}, f)
-    return 0
-
-
-if __name__ == "__main__":
+    print("python -m dynpnp_jax.calibration is now python -m dynpnp_jax.calibration_margins",
+          file=sys.stderr)
     raise SystemExit(main())

@@ -215,8 +215,68 @@ def test_calibration_argument_errors():
 
 
 def test_equal_error_margin():
+    from dynpnp_jax.calibration_margins import equal_error_margin
+
     right = np.array([0.0, 0.001, 0.002, 0.003, 0.05])
     wrong = np.array([0.002, 0.01, 0.02, 0.03, 0.04])
-    m = cal.equal_error_margin(right, wrong)
+    m = equal_error_margin(right, wrong)
     assert np.mean(right > m) == np.mean(wrong <= m) == 0.2
-    assert cal.equal_error_margin([0.0, 0.0], [1.0, 2.0]) == 0.0  # separable: nothing right moves
+    assert equal_error_margin([0.0, 0.0], [1.0, 2.0]) == 0.0  # separable: nothing right moves
+
+
+# ---- hostile input to estimate_kernel: refused before anything is compiled --------------------
+
+@pytest.mark.parametrize("kw,match", [
+    ({"stages": (("scale", (-1.0, 1.0)),)}, r"^stages\[0\]: expected scales in \[0\.1, 10\].*fix:"),
+    ({"stages": (("angle", (float("nan"), 0.0)),)}, r"^stages\[0\]: expected finite angle values.*fix:"),
+    ({"stages": (("width", (-0.5, 0.0)),)}, r"^stages\[0\]: expected widths in \[0, 50\].*fix:"),
+    ({"stages": (("blur", (1.0,)),)}, r"^stages\[0\]: unknown stage parameter 'blur'; expected one of "
+                                      r"'scale', 'angle', 'width'; fix:"),
+    ({"stages": (("angle", "fine"),)}, r"^stages\[0\]: expected values \(numbers\) or 'refine'"),
+    ({"stages": (("angle", ()),)}, r"^stages\[0\]: expected 1\.\.256 numbers"),
+    ({"stages": (("angle", tuple(range(300))),)}, r"^stages\[0\]: expected 1\.\.256 numbers"),
+    ({"stages": ("angle", (0.0, 1.0))}, r"^stages\[0\]: expected a \(param, values\) pair"),
+    ({"stages": 5}, r"^stages: expected a tuple of \(param, values\) stages.*fix:"),
+    ({"stages": ()}, r"^stages: expected 1\.\.32 stages"),
+    ({"grid": 100000}, r"^grid: expected an integer 2\.\.64 .*fix: leave the default 9"),
+    ({"grid": 1}, r"^grid: expected an integer 2\.\.64"),
+    ({"size": "abc"}, r"^size: expected an integer >= 0"),
+    ({"size": 41}, r"^size: size is 41x41, larger than the 32x32 images y.*fix: pass size= between 9 and 32"),
+    ({"margin": "abc"}, r"^margin: expected a number, got 'abc'; fix:"),
+    ({"noise_level": "abc"}, r"^noise_level: expected a number, got 'abc'; fix:"),
+])
+def test_estimate_kernel_refuses_bad_arguments(kw, match):
+    y = np.full((1, 32, 32, 1), 0.5, np.float32)
+    args = {"noise_level": 0.01, **kw}
+    with pytest.raises(ValueError, match=match):
+        cal.estimate_kernel(y, kernels.gaussian(1.0, 9), **args)
+
+
+def test_estimate_kernel_kernel_and_image_sizes():
+    y = np.full((2, 32, 32, 1), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"^k_given: a 41x41 kernel is larger than the 32x32 images y.*fix:"):
+        cal.estimate_kernel(y, kernels.gaussian(1.0, 41), 0.01)
+    with pytest.raises(ValueError, match=r"^k_given: expected one kernel or one per image \(B=2\), got 3"):
+        cal.estimate_kernel(y, np.stack([kernels.gaussian(1.0, 9)] * 3), 0.01)
+    # the default support (25 from a 9x9 kernel) does not fit 16x16 images: say so, and size= fits
+    with pytest.raises(ValueError, match=r"^size: the support derived from k_given .* 25x25, larger than "
+                                         r"the 16x16 images y.*size= between 9 and 16"):
+        cal.estimate_kernel(y[:, :16, :16], kernels.gaussian(1.0, 9), 0.01)
+    k, th = cal.estimate_kernel(y[:, :16, :16], kernels.gaussian(1.0, 9), 0.01, size=15,
+                                stages=(("width", (0.0, 0.5)),))
+    assert k.shape == (2, 15, 15) and np.isfinite(np.asarray(k)).all()
+
+
+def test_check_stages_accepts_lists_and_matches_tuples():
+    """A stage list (not hashable: jit's static arguments once refused it with a raw TypeError) is
+    converted; the search with it equals the search with the same stages as tuples."""
+    assert cal.check_stages([["angle", [-5, 0, 5]], ["scale", "refine"]]) == (
+        ("angle", (-5.0, 0.0, 5.0)), ("scale", "refine"))
+    assert cal.check_stages(cal.default_stages(False)) == cal.default_stages(False)
+    truth = kernels.gaussian(1.5, size=15)
+    y = _blur(_power_law_image(64), truth, 0.01)
+    given = kernels.gaussian(2.0, size=15)
+    k1, th1 = cal.estimate_kernel(y, given, 0.01, stages=[("scale", [0.6, 0.75, 1.0])])
+    k2, th2 = cal.estimate_kernel(y, given, 0.01, stages=(("scale", (0.6, 0.75, 1.0)),))
+    np.testing.assert_array_equal(np.asarray(k1), np.asarray(k2))
+    assert float(th1["scale"][0]) == float(th2["scale"][0]) == 0.75
