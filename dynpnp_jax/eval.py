@@ -216,6 +216,27 @@ def _load_networks(exp: Experiment) -> dict:
     return nets
 
 
+def _weights_files(exp: Experiment) -> dict:
+    """``--weights``: each file used, with its sha256 and the release's (results.json)."""
+    if not exp.weights:
+        return {}
+    from .download import UNKNOWN, sha256_file
+    from .weights import WeightsError, get_spec, locate_upstream
+
+    out = {}
+    for prior in dict.fromkeys(p for p, _ in exp.networks.values()):
+        spec = get_spec(prior)
+        try:
+            found, _ = locate_upstream(spec, exp.weights, download=False)
+        except WeightsError:
+            continue
+        release = {f.relpath: f.sha256 for f in spec.files}
+        for rel, path in found.items():
+            out[str(path)] = {"sha256": sha256_file(path), "network": prior,
+                              "release_sha256": None if release[rel] == UNKNOWN else release[rel]}
+    return out
+
+
 def _channels_rule(examples: list[dict], channels: int) -> tuple[list[dict], dict]:
     """Examples converted to the prior's channels (``sources.GRAY_RULE``), and a count."""
     from .data import to_channels
@@ -461,12 +482,14 @@ def _run_step(exp: Experiment, cluster, params: dict, problems: list, method: st
 
 
 def _fingerprint(exp: Experiment) -> dict:
-    """What every process of a job must agree on (the files by name and size, not path)."""
+    """What every process of a job must agree on (the files by name and content, not path)."""
+    from .download import sha256_file
+
     files = []
     for item in exp.source.items:
         for f in (item.image, item.blur, item.sharp):
             if f is not None:
-                files.append((item.name, f.name, f.stat().st_size if f.exists() else None))
+                files.append((item.name, f.name, sha256_file(f) if f.exists() else None))
     fields = {"dataset": exp.dataset, "files": files, "limit": exp.limit,
               "protocol": exp.protocol.name, "task": exp.task,
               "conditions": [exp.key(c) for c in exp.conditions], "networks": exp.networks,
@@ -532,7 +555,8 @@ def _run(exp: Experiment, out_dir: Path | None, cluster) -> tuple[dict | None, i
     if len(channels) == 1:
         examples, conversions = _channels_rule(examples, channels.pop())
     proto = exp.protocol
-    results = (report.new_results(exp, n_images=len(examples), conversions=conversions)
+    results = (report.new_results(exp, n_images=len(examples), conversions=conversions,
+                                  weights_files=_weights_files(exp) if nets else None)
                if main else None)
     rows, failures, figure = [], [], {}
     counts = [0] * cluster.num_processes

@@ -70,14 +70,31 @@ def versions() -> dict:
     return out
 
 
-def new_results(exp, *, n_images: int, conversions: dict) -> dict:
-    """The results skeleton of experiment ``exp`` (an ``experiment.Experiment``)."""
+def new_results(exp, *, n_images: int, conversions: dict, weights_files: dict | None = None
+                ) -> dict:
+    """The results skeleton of experiment ``exp`` (an ``experiment.Experiment``).
+
+    ``conversions`` (e.g. ``{'image 1->3 channel(s)': 12}``: gray images given to a colour
+    prior) and ``weights_files`` (``--weights``: ``{file: {'sha256', 'release_sha256'}}``) are
+    recorded; either one that changes what was published (converted images, weights other than
+    the release) hides the published rows, with the reason in ``published_hidden_reason``."""
     from .compile_cache import compilation_cache_dir
     from .data import sources
 
     proto = exp.protocol
     is_ref, why = exp.reference
     published = _jsonable(exp.published) if is_ref else {}
+    hidden = None
+    if published and conversions:
+        hidden = ("the images were converted for the prior (" + ", ".join(
+            f"{k}: {v}" for k, v in conversions.items()) + "), so this is not the published "
+            "protocol; the published rows are not shown")
+    elif published and weights_files and any(
+            w["sha256"] != w.get("release_sha256") for w in weights_files.values()):
+        hidden = ("--weights is not the released file (sha256 differs), so the published rows "
+                  "(of the released network) are not shown")
+    if hidden:
+        published = {}
     res = {
         "dataset": exp.dataset, "task": proto.task, "protocol": proto.name,
         "protocol_description": proto.description, "condition_name": proto.condition_name,
@@ -86,7 +103,8 @@ def new_results(exp, *, n_images: int, conversions: dict) -> dict:
         "prior": exp.networks[exp.key(exp.conditions[0])][0] if len(
             {p for p, _ in exp.networks.values()}) == 1 else None,
         "networks": {k: {"prior": p, "noise": n} for k, (p, n) in exp.networks.items()},
-        "weights": exp.weights, "config_file": exp.config_name,
+        "weights": exp.weights, "weights_files": weights_files or {},
+        "config_file": exp.config_name,
         "methods": {}, "config": {},
         "data": {"root": str(exp.source.root), "n_files": len(exp.source.items),
                  "n_images": n_images, "limit": exp.limit, "published_set": is_ref,
@@ -94,6 +112,7 @@ def new_results(exp, *, n_images: int, conversions: dict) -> dict:
                  "gray_rule": sources.GRAY_RULE, "conversions": conversions},
         "published": published, "published_shown": bool(published),
         "published_note": exp.published_note if published else "",
+        "published_hidden_reason": hidden,
         "notes": list(exp.notes), "failures": [], "versions": versions(),
         "compile_cache": str(compilation_cache_dir()) if exp.compile_cache else None,
         "command": exp.command,
@@ -221,8 +240,15 @@ def markdown_table(results: dict) -> str:
         if data["n_images"] < data["n_files"]:
             note += f"; this run scored {data['n_images']} of its {data['n_files']} images"
         lines += ["", f"({data['published_set_reason']}; {note})"]
+    elif results.get("published_hidden_reason"):
+        lines += ["", f"({results['published_hidden_reason']})"]
     elif not data["published_set"]:
         lines += ["", f"({data['published_set_reason']}: no published rows)"]
+    if data.get("conversions"):
+        lines.append("images converted for the prior: " + ", ".join(
+            f"{k} ({v} image(s), " + ("the gray channel repeated" if k.endswith("->3 channel(s)")
+                                       else "colour to gray by BT.601 luma") + ")"
+            for k, v in data["conversions"].items()) + "; not the protocol's own images")
     for note in results.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

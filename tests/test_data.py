@@ -300,3 +300,27 @@ def test_dpir_test_sets(name, count, shape):
     if shape:
         ds = data.load_dataset(name, data_dir=root, limit=1)
         assert ds[0]["image"].shape == shape and ds[0]["image"].dtype == np.uint8
+
+
+def test_replaced_file_of_same_size_and_mtime_is_not_read_stale(tmp_path, monkeypatch):
+    """The prepared data is keyed by the files' content: an image replaced by another of the
+    same size and modification time (cp -p, touch -r) is prepared anew, not read stale."""
+    import os
+
+    monkeypatch.setenv("DYNPNP_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    first, second = (rng.integers(0, 256, (16, 20), np.uint8) for _ in range(2))
+    folder = tmp_path / "imgs"
+    _write(folder / "a.bmp", first)  # BMP: the same size for the same shape
+    st = (folder / "a.bmp").stat()
+    np.testing.assert_array_equal(data.load_dataset("folder", data_dir=folder)[0]["image"][..., 0],
+                                  first)
+    _write(folder / "a.bmp", second)
+    os.utime(folder / "a.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = (folder / "a.bmp").stat()
+    assert (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    np.testing.assert_array_equal(data.load_dataset("folder", data_dir=folder)[0]["image"][..., 0],
+                                  second)
+    # the remembered hashes are reused for unchanged files, never for a changed one
+    src = data.resolve_source("folder", str(folder))
+    assert src.fingerprint == data.resolve_source("folder", str(folder)).fingerprint

@@ -15,10 +15,12 @@ A data root may hold the dataset in a sub-folder (``set12/`` or ``Set12/``, ``bs
 ``BSD68/``, ``gopro/`` or ``GOPRO_Large/``, ``set3g/``, ``set3c/``, ``set5/``, ``cbsd68/``) or
 *be* the dataset folder itself.
 
-Every source has a ``fingerprint``: a hash of its root path and of each file's relative path,
-size and modification time. The builders key their prepared TFDS data by it, so a changed,
-added or removed file means a new build, never a stale cache. (Contents are not hashed: that
-would read the whole GOPRO_Large set on every load.)
+Every source has a ``fingerprint``: a hash of its root path and of each file's relative path
+and content (sha256). The builders key their prepared TFDS data by it, so a changed, added or
+removed file means a new build, never a stale cache -- also when a file is replaced by another
+of the same size and modification time. The content hashes are remembered in
+``cache_dir()/file_hashes/`` keyed by each file's size, modification time, inode and status
+change time (which no user tool sets back), so a large set is read in full only once.
 
 Separately, :func:`reference_status` says whether a source *is* the published test set (the
 file names and a SHA-256 digest of the contents match the upstream copy): only then does a
@@ -126,12 +128,57 @@ def list_pngs(folder: Path) -> list[Path]:
     return list_images(folder, (".png",))
 
 
-def fingerprint(root: Path, files: list[Path]) -> str:
-    """16 hex digits keyed on the root and each file's relative path, size and mtime."""
-    h = hashlib.sha256(str(root.resolve()).encode())
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hashes(root: Path, files: list[Path]) -> dict[str, str]:
+    """``{relative path: sha256 of the content}`` of ``files`` under ``root``. A file whose
+    size, modification time, inode and status-change time are those remembered from an
+    earlier call is not read again (``cache_dir()/file_hashes/``)."""
+    import json
+    import os
+
+    from .. import paths
+
+    memo_path = (paths.cache_dir() / "file_hashes"
+                 / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json")
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    out, changed = {}, False
     for f in sorted(files):
+        rel = f.relative_to(root).as_posix()
         st = f.stat()
-        h.update(f"\n{f.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        got = memo.get(rel)
+        if isinstance(got, list) and len(got) == 5 and got[:4] == stamp:
+            out[rel] = got[4]
+            continue
+        out[rel] = _sha256(f)
+        memo[rel] = [*stamp, out[rel]]
+        changed = True
+    if changed:
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_name(f".{memo_path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        except OSError:
+            pass  # a read-only cache: hashed again next time
+    return out
+
+
+def fingerprint(root: Path, files: list[Path]) -> str:
+    """16 hex digits keyed on the root and each file's relative path and content (sha256)."""
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for rel, sha in content_hashes(root, files).items():
+        h.update(f"\n{rel}\t{sha}".encode())
     return h.hexdigest()[:16]
 
 
