@@ -193,3 +193,45 @@ def test_a_network_output_of_nan_fails_that_image_only(crops, tmp_path, capsys, 
         assert r["per_image"]["bright"]["status"] == "non-finite"
         assert r["per_image"]["bright"]["psnr"] is None
         assert r["per_image"]["dark"]["status"] == "ok" and r["per_image"]["dark"]["psnr"] > 15
+
+
+# ------------------------------------------------------------------------------ what is compared
+def test_color_prior_on_gray_set_prints_the_conversion_and_hides_published_rows(
+        cache, tmp_path, capsys):
+    require_shared("data", "set12")
+    require_shared("upstream", "dncnn", "GD_Color_Blind.mat")
+    out = tmp_path / "out"
+    ev.main(["--dataset", "set12", "--sigma", "25", "--method", "prior", "--prior",
+             "dncnn-b-color", "--limit", "1", "--out", str(out), "--no-compile-cache"])
+    printed = capsys.readouterr().out
+    assert "images converted for the prior: image 1->3 channel(s) (1 image(s), the gray " \
+           "channel repeated)" in printed
+    assert "DnCNN (published)" not in printed and "(published)" not in printed
+    assert "not the published protocol; the published rows are not shown" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert res["published_shown"] is False and res["published"] == {}
+    assert res["data"]["conversions"] == {"image 1->3 channel(s)": 1}
+    assert "converted for the prior" in (out / "results.md").read_text()
+
+
+def test_weights_files_are_recorded_and_other_weights_hide_published_rows(crops, tmp_path):
+    import hashlib
+
+    from dynpnp_jax import experiment, report
+    from dynpnp_jax.download import sha256_file
+
+    release = require_shared("upstream", "dncnn", "sigma=25.mat")
+    require_shared("data", "set12")
+    args = ev.build_parser().parse_args([
+        "--dataset", "set12", "--sigma", "25", "--method", "prior", "--weights", str(release),
+        "--out", str(tmp_path / "o")])
+    exp = experiment.resolve(args)
+    files = ev._weights_files(exp)
+    assert files == {str(release): {"sha256": sha256_file(release), "network": "dncnn-s25",
+                                    "release_sha256": sha256_file(release)}}
+    shown = report.new_results(exp, n_images=1, conversions={}, weights_files=files)
+    assert shown["published_shown"] and shown["weights_files"] == files
+    other = {str(release): {**files[str(release)], "sha256": hashlib.sha256(b"x").hexdigest()}}
+    hidden = report.new_results(exp, n_images=1, conversions={}, weights_files=other)
+    assert not hidden["published_shown"] and "--weights is not the released file" in \
+        hidden["published_hidden_reason"]
