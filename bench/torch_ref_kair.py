@@ -134,10 +134,12 @@ def random_drunet(channels: int = 1, features: Sequence[int] = (64, 128, 256, 51
     return _scale_(TorchDRUNet(channels, features, blocks), seed, 0.5)
 
 
-def random_ircnn(channels: int = 1, seed: int = 0) -> TorchIRCNN:
-    """A :class:`TorchIRCNN` with seeded random weights (He-like gain sqrt(2))."""
+def random_ircnn(channels: int = 1, seed: int = 0, gain: float = 1.4) -> TorchIRCNN:
+    """A :class:`TorchIRCNN` with seeded random weights (per-layer gain ``gain``: at 1.4, about
+    He's sqrt(2), the predicted noise is of the image's size; smaller gains give a gentler
+    denoiser)."""
     torch.manual_seed(seed)
-    return _scale_(TorchIRCNN(channels), seed, float(np.sqrt(2.0)) * 0.5)
+    return _scale_(TorchIRCNN(channels), seed, gain)
 
 
 def save_ircnn_file(path: str | Path, nets: Sequence[TorchIRCNN]) -> Path:
