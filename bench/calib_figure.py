@@ -1,4 +1,4 @@
-"""The self-calibration example figure and convergence curves (RESULTS.md, issue on the dynamic A).
+"""The self-calibration example figure and convergence curves (docs/results/calibration.md).
 
     python bench/calib_figure.py --out docs/figures/calibration.png
 

@@ -112,7 +112,7 @@ def schedule_figure(path, noise: float = 2.55) -> None:
         if title.startswith(("sigma", "rho")):
             ax.set_yscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"Deblurring schedules, noise {noise:g} (Set3G / Levin: RESULTS.md)")
+    fig.suptitle(f"Deblurring schedules, noise {noise:g}: DPIR and the tuned schedules")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -1,6 +1,7 @@
 """Print the weights registry as Markdown: ``python -m dynpnp_jax.weights_table [--files]``.
 
-README.md carries the summary table; weights/README.md the per-file table (``--files``).
+docs/networks.md carries the summary table; weights/README.md the per-file table (``--files``);
+tests/test_docs.py checks that both equal the registry.
 """
 import sys
 
