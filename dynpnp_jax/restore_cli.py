@@ -99,13 +99,17 @@ def load_kernel(spec: str, where: str = "--kernel") -> np.ndarray:
     if len(found) != 1:
         raise RestoreError(f"{where} {spec}: names {len(found)} kernels; expected one; fix: e.g. "
                            f"{found[0][0]}")
-    k = np.asarray(found[0][1], np.float32)
-    from .operators import _check_kernel_values
+    return _checked_kernel(np.asarray(found[0][1], np.float32), f"{where} {spec}")
+
+
+def _checked_kernel(k: np.ndarray, where: str) -> np.ndarray:
+    """``k`` after the operators' own value checks (finite, mostly non-negative, sum 1)."""
+    from .operators import Blur
 
     try:
-        _check_kernel_values(k, arg=f"{where} {spec}")
+        Blur.from_kernel(k, 1)
     except ValueError as err:
-        raise RestoreError(str(err)) from None
+        raise RestoreError(f"{where}: {err}") from None
     return k
 
 
@@ -394,26 +398,14 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
 
 
 def load_kernel_array(k) -> np.ndarray:
+    """A ``(kh, kw)`` kernel array, normalised to sum 1 and checked."""
     k = np.asarray(k, np.float64)
     if k.ndim != 2:
         raise RestoreError(f"kernel: expected a (kh, kw) array, got shape {k.shape}")
-    from .kernels import _normalised
-
-    try:
-        k = _normalised(k, "kernel")
-    except ValueError as err:
-        raise RestoreError(str(err)) from None
-    return load_kernel_checked(k)
-
-
-def load_kernel_checked(k: np.ndarray) -> np.ndarray:
-    from .operators import _check_kernel_values
-
-    try:
-        _check_kernel_values(k, arg="kernel")
-    except ValueError as err:
-        raise RestoreError(str(err)) from None
-    return k
+    if not np.isfinite(k).all() or k.sum() <= 0:
+        raise RestoreError("kernel: expected finite values with a positive sum (a blur kernel); "
+                           "fix: check the kernel's sign and values")
+    return _checked_kernel((k / k.sum()).astype(np.float32), "kernel")
 
 
 # ---------------------------------------------------------------------------------- CLI
