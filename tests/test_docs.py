@@ -106,6 +106,17 @@ def test_written_for_a_reader(page):
                        "repository, not ../shared/docs")
 
 
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_table_cells_keep_their_pipes(page):
+    """A '|' inside inline code in a table row splits the cell (GitHub's tables): write '\\|'."""
+    bad = []
+    for i, line in enumerate(_prose_keep_headings(page.read_text()).splitlines(), 1):
+        if line.startswith("|"):
+            bad += [f"line {i}: {m.group(0)}" for m in re.finditer(r"(`+)(.+?)\1", line)
+                    if re.search(r"(?<!\\)\|", m.group(2))]
+    assert not bad, f"{_rel(page)}: unescaped | in table cells: {bad}"
+
+
 def test_readme_is_short():
     n = len((ROOT / "README.md").read_text().splitlines())
     assert n <= README_MAX_LINES, (f"README.md has {n} lines (at most {README_MAX_LINES}): move "
