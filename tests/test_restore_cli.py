@@ -348,3 +348,26 @@ def test_python_snippet_from_docs(tmp_path, monkeypatch, ffdnet):
     assert len(written) == 1
     x, info = imageio.read_image(written[0])
     assert (info.height, info.width, info.channels, info.bits) == (64, 64, 3, 8)
+
+
+def test_noise_auto_is_the_estimate(tmp_path, capsys, ffdnet):
+    """--noise auto (the default) hands the solver estimate_noise_level's value for the file,
+    prints and logs it, and denoises (> 3 dB at sigma 15)."""
+    ne = pytest.importorskip("dynpnp_jax.noise_estimation")
+    clean = _clean_crop()
+    noisy = np.clip(clean + np.random.RandomState(1).normal(0, 15 / 255, clean.shape), 0, 1)
+    src = tmp_path / "n.png"
+    imageio.write_image(src, noisy)
+    y8, _ = imageio.read_image(src)
+    want = float(ne.estimate_noise_level(y8)[0]) * 255
+    log = tmp_path / "log.jsonl"
+    rc = restore_cli.main([str(src), "-o", str(tmp_path / "d.png"), "--task", "denoise",
+                           "--log", str(log), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rec = json.loads(log.read_text())
+    assert rec["noise_source"] == "auto" and abs(rec["noise"] - want) < 1e-3, (rec, want)
+    assert f"noise {want:.2f}/255 (auto)" in out
+    assert 8 < want < 20  # the estimator sees the sigma-15 noise (clipped at 0 and 1)
+    x, _ = imageio.read_image(tmp_path / "d.png")
+    assert _psnr(x, clean) - _psnr(y8, clean) > 3.0
