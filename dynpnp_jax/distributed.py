@@ -34,6 +34,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
+import sys
+import threading
 import time
 from typing import Any, Callable, Mapping
 
@@ -41,6 +44,12 @@ __all__ = ["Cluster", "DistributedError", "Settings", "settings", "initialize", 
            "DEFAULT_TIMEOUT_S", "ENV_FLAGS"]
 
 DEFAULT_TIMEOUT_S = 1800.0
+#: The most processes a job may have: the coordination service keeps state per process from
+#: the start (10^8 processes took 9.4 GB before anything ran), and the largest TPU pod slices
+#: have about a thousand hosts.
+MAX_PROCESSES = 4096
+#: How often (seconds) a waiting process says what it waits for.
+SAY_EVERY_S = 5.0
 ENV_FLAGS = {"coordinator": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
              "process_id": "JAX_PROCESS_ID"}
 _PART = 4 << 20  # values above this many bytes travel in parts (gRPC message limits)
@@ -133,6 +142,11 @@ def settings(coordinator: str | None = None, num_processes: int | None = None,
     if n is not None and n < 1:
         raise ValueError(f"{source['num_processes']} {n}: expected the number of processes of "
                          f"the job (>= 1). Fix: pass a positive count.")
+    if n is not None and n > MAX_PROCESSES:
+        raise ValueError(f"{source['num_processes']} {n}: expected at most {MAX_PROCESSES} "
+                         f"processes (one per host; the coordination service keeps state per "
+                         f"process from the start, and the largest TPU pod slices have about a "
+                         f"thousand hosts). Fix: pass the number of processes you start.")
     if i is not None and i < 0:
         raise ValueError(f"{source['process_id']} {i}: expected this process's number, 0 to "
                          f"N-1. Fix: pass a number >= 0.")
@@ -189,6 +203,7 @@ class Cluster:
         self._sent: dict[str, int] = {}
         self._recv: dict[str, dict[int, int | None]] = {}
         self._seen: dict[int, tuple[str | None, float]] = {}
+        self._said = 0.0
         if self.num_processes > 1 and client is None:
             raise ValueError("a Cluster of several processes needs the JAX distributed client")
 
@@ -340,15 +355,27 @@ class Cluster:
                 f"or far slower than the others. Fix: see process {pid}'s log; for batches "
                 f"slower than that, raise --distributed-timeout (now {self.timeout_s:.0f} s).")
 
+    def _say_waiting(self, t0: float, what: str) -> None:
+        """Every :data:`SAY_EVERY_S` seconds of a wait, one line on stderr saying what for."""
+        now = time.monotonic()
+        if now - t0 < SAY_EVERY_S or now - self._said < SAY_EVERY_S:
+            return
+        self._said = now
+        print(f"process {self.process_id}: waiting {now - t0:.0f} s for {what} (gives up "
+              f"after {self.timeout_s:.0f} s without progress: --distributed-timeout)",
+              file=sys.stderr, flush=True)
+
     def _wait(self, key: str, pid: int, what: str):
         """The object at ``key`` (posted by ``pid``), waiting for it."""
         self._seen.pop(pid, None)
+        t0 = time.monotonic()
         while True:
             raw = self._try_get(key)
             if raw is not None:
                 return self._decode(key, raw)
             self.check()
             self._stalled(pid, what)
+            self._say_waiting(t0, f"{what} from process {pid}")
             time.sleep(self.poll_s)
 
     # -------------------------------------------------------------------- collectives
@@ -401,6 +428,7 @@ class Cluster:
         state = self._recv.setdefault(stream, {pid: 0 for pid in range(1, self.num_processes)})
         ends: dict[int, int] = {}
         self._seen = {}
+        t0 = time.monotonic()
         while True:
             self.check()
             for pid, nxt in state.items():
@@ -424,6 +452,8 @@ class Cluster:
                 return
             for pid in pending:
                 self._stalled(pid, f"the results of {stream!r}")
+            shown = ", ".join(map(str, pending[:8])) + (", ..." if len(pending) > 8 else "")
+            self._say_waiting(t0, f"the results of {stream!r} from process(es) {shown}")
             time.sleep(self.poll_s)
 
 
@@ -461,12 +491,25 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     heartbeat = int(max(2, round(heartbeat_s if heartbeat_s is not None
                                  else min(cfg.timeout_s, 100.0))))
     where = cfg.coordinator or "(from the environment)"
+    joined = threading.Event()
+
+    def say():  # jax.distributed.initialize blocks until every process has connected
+        t0 = time.monotonic()
+        me = "" if cfg.process_id is None else f"process {cfg.process_id}: "
+        whom = (f"the other {cfg.num_processes - 1} process(es) to connect to {where}"
+                if cfg.process_id == 0 else f"the coordinator {where} (process 0) to answer")
+        while not joined.wait(SAY_EVERY_S):
+            print(f"{me}waiting {time.monotonic() - t0:.0f} s for {whom} "
+                  f"(--distributed-timeout {cfg.timeout_s:.0f} s)", file=sys.stderr, flush=True)
+
+    threading.Thread(target=say, name="dynpnp-join-wait", daemon=True).start()
     try:
         if jax_distributed.global_state.client is None:
             jax.distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id,
                                        initialization_timeout=int(max(1, cfg.timeout_s)),
                                        heartbeat_timeout_seconds=heartbeat)
     except Exception as err:  # JAX raises ValueError/RuntimeError/JaxRuntimeError
+        joined.set()
         who = ("" if cfg.process_id is None else
                f" as process {cfg.process_id} of {cfg.num_processes}")
         raise DistributedError(
@@ -475,7 +518,133 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             f"start every process with the same --coordinator HOST:PORT (process 0's address, "
             f"a free port) and --num-processes, each with its own --process-id, within "
             f"--distributed-timeout ({cfg.timeout_s:.0f} s) of each other.") from err
+    joined.set()
     client = jax_distributed.global_state.client
     _CURRENT = Cluster(jax.process_index(), jax.process_count(), client,
                        timeout_s=cfg.timeout_s)
     return _CURRENT
+
+
+# ------------------------------------------------------------------------------ aborts
+_FATAL_START = (b"F", b"*", b"t")
+_FATAL = re.compile(rb"^(F\d{4} \d\d:\d\d:\d\d|\*\*\* Check failure stack trace|"
+                    rb"terminate called after throwing)")
+SUPERVISOR_FD = "DYNPNP_SUPERVISOR_FD"  # where a supervised process names its temporary folders
+
+
+def note_temporary(path) -> None:
+    """A supervised process (see :func:`supervise`) names a folder to delete if it aborts."""
+    fd = os.environ.get(SUPERVISOR_FD)
+    if fd:
+        try:
+            os.write(int(fd), f"{path}\n".encode())
+        except (OSError, ValueError):
+            pass
+
+
+def _abort_cause(text: str, cfg: Settings) -> str:
+    where = cfg.coordinator or "(from the environment)"
+    if "stopped sending heartbeats" in text:
+        m = re.search(r"stopped sending heartbeats\):\s*([\d\s,]+)", text)
+        who = ", ".join(m.group(1).split()) if m else "another"
+        return (f"process(es) {who} stopped sending heartbeats: died, were killed or hang. Fix: "
+                f"see that process's log")
+    if "RegisterTask" in text or ("DEADLINE_EXCEEDED" in text and "connect" in text.lower()):
+        if cfg.process_id == 0:
+            return (f"not every one of the {cfg.num_processes} processes connected to {where} "
+                    f"within --distributed-timeout ({cfg.timeout_s:.0f} s). Fix: start them "
+                    f"all with the same --coordinator and --num-processes")
+        return (f"the coordinator {where} did not answer within --distributed-timeout "
+                f"({cfg.timeout_s:.0f} s). Fix: start process 0 first, at that address and a "
+                f"free port")
+    if "UNAVAILABLE" in text or "failed to connect" in text:
+        return (f"the connection to the coordinator {where} (process 0) was lost: it died or "
+                f"exited. Fix: see process 0's log")
+    first = next((ln for ln in text.splitlines() if _FATAL.match(ln.encode())), "")
+    return "XLA: " + (first.split("] ", 1)[-1][:200] or "aborted")
+
+
+def supervise(cfg: Settings, *, in_child: Callable | None = None,
+              in_parent: Callable | None = None) -> int | None:
+    """Runs the rest of this process's work in a forked child and watches it (POSIX only).
+
+    JAX's distributed runtime ends a process with an XLA abort (SIGABRT, a C++ stack trace,
+    status 134) when another process stops sending heartbeats or the coordinator cannot be
+    reached: nothing in Python can catch that. The parent passes the child's stderr through,
+    drops the C++ trace, deletes the temporary folders the child named
+    (:func:`note_temporary`) and ends with one line naming the cause, status 1.
+
+    Returns None in the child (go on), the exit status in the parent; None without forking
+    where that is not possible (no ``os.fork``, threads already running,
+    ``$DYNPNP_NO_SUPERVISOR=1``)."""
+    import shutil
+    import signal
+
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and t.name != "dynpnp-interrupt"]
+    if not hasattr(os, "fork") or os.environ.get("DYNPNP_NO_SUPERVISOR") == "1" or others:
+        return None
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: stderr into the pipe, the rest as before
+        os.close(r)
+        os.close(r2)
+        os.dup2(w, 2)
+        os.close(w)
+        os.environ[SUPERVISOR_FD] = str(w2)
+        if in_child is not None:
+            in_child()
+        return None
+    os.close(w)
+    os.close(w2)
+    if in_parent is not None:
+        in_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the child too
+    out = sys.stderr.buffer
+    tail, fatal, line, deciding = b"", False, b"", False
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        for piece in re.split(rb"(?<=[\n\r])", chunk):
+            if not piece:
+                continue
+            if fatal:
+                tail = (tail + piece)[-20000:]
+                continue
+            at_start = not line
+            line += piece
+            if at_start:
+                deciding = piece[:1] in _FATAL_START
+            ended = piece.endswith((b"\n", b"\r"))
+            if deciding and not ended:
+                continue  # hold a line that may start an abort until it ends
+            if deciding and _FATAL.match(line):
+                fatal, tail = True, (tail + line)[-20000:]
+            else:
+                done = line if deciding else piece
+                out.write(done)
+                out.flush()
+                tail = (tail + done)[-20000:]
+            if ended:
+                line, deciding = b"", False
+    if line and not fatal:
+        out.write(line)
+    _, status = os.waitpid(pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    with os.fdopen(r2, "rb") as f:
+        named = f.read().decode(errors="replace").splitlines()
+    for path in named:
+        if path.endswith(f"-{pid}") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+    if fatal or rc == -signal.SIGABRT:
+        me = (f"process {cfg.process_id} of {cfg.num_processes}" if cfg.process_id is not None
+              else "this process")
+        cause = _abort_cause(tail.decode(errors="replace"), cfg)
+        print(f"error: {me}: the JAX distributed runtime aborted it (an XLA abort, which Python "
+              f"cannot catch; nothing was written): {cause}.", file=sys.stderr, flush=True)
+        return 1
+    return rc if rc >= 0 else 128 - rc

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .experiment import BASELINE_MODES, Experiment, UsageError, method_kwargs, resolve, with_iters
+from .experiment import (BASELINE_MODES, ITERS_WHY, MAX_ITERS, Experiment, UsageError,
+                         method_kwargs, resolve, with_iters)
 
 __all__ = ["main", "run", "build_parser", "method_kwargs", "with_iters", "enable_compilation_cache"]
 
@@ -107,6 +108,10 @@ class _Staging:
                 d.mkdir()
                 self._created.append(d)
             self.tmp.mkdir()
+            from .distributed import note_temporary
+
+            note_temporary(self.tmp)
+            _TEMPORARIES.add(self.tmp)
         except OSError as err:
             self._cleanup()
             raise UsageError(f"--out {self.target}: cannot be created ({err}). Fix: pass a "
@@ -176,6 +181,7 @@ class _Staging:
                 pass
 
     def __exit__(self, *exc) -> None:
+        _TEMPORARIES.discard(self.tmp)
         if not self._committed:
             self._cleanup()
 
@@ -324,8 +330,12 @@ def parse_given_kernel(spec: str) -> np.ndarray:
             raise UsageError(f"--kernel-given: {head!r} is not rotD (D in degrees)") from None
     try:
         found = K.parse_kernel(spec)
-    except (ValueError, FileNotFoundError) as err:
-        raise UsageError(f"--kernel-given {spec}: {err}") from err
+    except (ValueError, OSError) as err:
+        raise UsageError(f"--kernel-given {spec}: {err}") from None
+    except MemoryError:
+        raise UsageError(f"--kernel-given {spec}: the kernel it describes does not fit in "
+                         f"memory; expected a kernel of at most a few hundred pixels a side. "
+                         f"Fix: e.g. --kernel-given gauss:2.0.") from None
     if len(found) != 1:
         raise UsageError(f"--kernel-given must name one kernel, {spec!r} names {len(found)} "
                          "(use e.g. levin:1)")
@@ -624,6 +634,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _iters(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_ITERS:
+        raise argparse.ArgumentTypeError(f"expected {ITERS_WHY}; got {value}. Fix: e.g. "
+                                         f"--iters 8")
+    return value
+
+
 def _nonneg_int(text: str) -> int:
     try:
         value = int(text)
@@ -714,8 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="data root, or a folder of images")
     p.add_argument("--out", default=None, help="output folder (new or empty)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--iters", type=_positive_int, default=None,
-                   help="override T for iterative methods")
+    p.add_argument("--iters", type=_iters, default=None,
+                   help=f"override T for iterative methods (1 to {MAX_ITERS})")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N images only")
     p.add_argument("--batch", type=_positive_int, default=None,
                    help="images per restore call (default: the config's, else 8)")
@@ -768,6 +786,13 @@ def _stop(cluster, parser, status: int, message: str):
     os._exit(status)
 
 
+def _after_fork_child() -> None:
+    """The forked child of a supervised job: its own Ctrl-C watcher (threads do not survive a
+    fork)."""
+    _INTERRUPTS["count"] = 0
+    _watch_interrupts()
+
+
 def main(argv=None) -> int:
     """The CLI. Exit status: 0 done, 1 a run failure (unreadable data, missing weights, a
     non-finite output, another process of the job failed), 2 a bad argument or config (nothing
@@ -783,6 +808,11 @@ def main(argv=None) -> int:
                                    mode=args.distributed, timeout_s=timeout)
     except ValueError as err:
         parser.error(str(err))
+    if how.join:  # an XLA abort (a dead peer, no coordinator) ends in one line, not a C++ trace
+        status = distributed.supervise(how, in_child=_after_fork_child,
+                                       in_parent=lambda: _INTERRUPTS.update(mode="ignore"))
+        if status is not None:
+            raise SystemExit(status)
     try:
         cluster = distributed.initialize(config=how)
     except distributed.DistributedError as err:
@@ -833,5 +863,68 @@ def main(argv=None) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ Ctrl-C
+_TEMPORARIES: set = set()  # staging folders to delete when Ctrl-C ends the process at once
+_INTERRUPTS = {"mode": "interrupt", "count": 0}
+
+
+def _watch_interrupts() -> bool:
+    """Ctrl-C that works while XLA runs a long compiled loop, where Python's own handler waits
+    until the call returns. Python's handler stays (the first Ctrl-C raises KeyboardInterrupt
+    as soon as the main thread is back in Python: the run stops and its staging folder is
+    removed); a watcher thread woken through ``signal.set_wakeup_fd`` says so at once, and on a
+    second Ctrl-C deletes the staging folders and ends the process (status 130). Returns False
+    where that is not possible (not the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(r)
+        os.close(w)
+        return False
+
+    def watch():
+        while True:
+            try:
+                got = os.read(r, 64)
+            except OSError:
+                return
+            if not got:
+                return
+            if signal.SIGINT not in got or _INTERRUPTS["mode"] == "ignore":
+                continue
+            _INTERRUPTS["count"] += 1
+            if _INTERRUPTS["count"] == 1:
+                print("\ninterrupted (Ctrl-C): stopping as soon as the running compiled call "
+                      "returns (XLA cannot cut it short); press Ctrl-C again to quit at once",
+                      file=sys.stderr, flush=True)
+                continue
+            for tmp in list(_TEMPORARIES):
+                shutil.rmtree(tmp, ignore_errors=True)
+            print("interrupted again: quit at once; nothing written", file=sys.stderr,
+                  flush=True)
+            os._exit(130)
+
+    threading.Thread(target=watch, name="dynpnp-interrupt", daemon=True).start()
+    return True
+
+
+def _cli() -> int:
+    """``python -m dynpnp_jax.eval``: :func:`main` with Ctrl-C kept working."""
+    _watch_interrupts()
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C): stopped; nothing written", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())

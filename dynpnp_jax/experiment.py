@@ -44,6 +44,13 @@ CONFIG_KEYS = {
     "batch": "optional: images per restore call (positive int)",
 }
 REQUIRED_KEYS = ("methods", "prior")
+#: The most iterations the CLI runs (the paper's loops use 2-8, DPIR's 8-40): each one is a
+#: network call per image, and one restore call is a compiled loop that cannot stop midway.
+MAX_ITERS = 1000  # the solver's own bound (solver.ITERS_MAX)
+ITERS_WHY = (f"at most {MAX_ITERS}: each iteration calls the network once per image (10^6 "
+             f"iterations of DnCNN on one 256x256 image take hours on a CPU) and a restore call "
+             f"is one compiled loop that cannot stop midway; published plug-and-play loops run "
+             f"2 to 100 iterations")
 # Methods that do not call the solver (dynpnp_jax.baselines): mode -> the tasks they apply to.
 BASELINE_MODES = {mode: tasks for mode, (tasks, _, _) in BASELINES.items()}
 TASKS = ("denoise", "deblur", "sr", "inpaint")
@@ -118,7 +125,18 @@ def load_config(path: str | os.PathLike) -> dict:
     if not callable(getattr(module, "get_config", None)):
         raise UsageError(f"--config {path}: defines no get_config(). Fix: add "
                          f"`def get_config() -> dict` returning the experiment.")
-    return check_config(module.get_config(), f"--config {path}")
+    try:
+        cfg = module.get_config()
+    except Exception as err:  # a user file: report whatever it raises, in one line
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(err.__traceback__)
+                  if Path(f.filename).resolve() == path.resolve()]
+        where = f" (line {frames[-1].lineno})" if frames else ""
+        raise UsageError(f"--config {path}: get_config() raised {type(err).__name__}: {err}"
+                         f"{where}. Expected it to return the experiment dict. Fix: correct "
+                         f"get_config() in that file.") from None
+    return check_config(cfg, f"--config {path}")
 
 
 def check_config(cfg, where: str) -> dict:
@@ -360,6 +378,15 @@ def _number(text: str) -> float | None:
 def _split_noise(args, notes: list) -> tuple[list | None, str | None]:
     """``--noise``: noise levels (numbers, 8-bit scale) or, as before, the estimator's name."""
     values = args.noise or []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(f):
+            raise UsageError(f"--noise {v}: expected a finite noise level >= 0 on the 8-bit "
+                             f"scale (e.g. --noise 2.55 7.65), got {v}. Fix: pass a number "
+                             f"such as 2.55.")
     nums = [_number(v) for v in values]
     if values and all(n is not None for n in nums):
         bad = [v for v, n in zip(values, nums) if n < 0 or n > 255]
@@ -463,7 +490,11 @@ def _dpir_conditions(args, protocol, noise_levels):
         try:
             return K.parse_kernel(spec)
         except (ValueError, FileNotFoundError, OSError) as err:
-            raise UsageError(f"--kernel {spec}: {err}") from err
+            raise UsageError(f"--kernel {spec}: {err}") from None
+        except MemoryError:
+            raise UsageError(f"--kernel {spec}: the kernel it describes does not fit in memory; "
+                             f"expected a kernel of at most a few hundred pixels a side. Fix: "
+                             f"e.g. --kernel motion:15,45 or gauss:1.6.") from None
 
     if task == "deblur":
         pairs = [kv for spec in (args.kernel or defaults["kernels"]) for kv in kernels_of(spec)]
@@ -569,15 +600,29 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
                 kw = with_iters(kw, args.iters)
             if "schedule" in kw:
                 kw = tuned_schedule(kw, c, f"{config_name}: method {m!r}")
+            iters = kw.get("iters")
+            if isinstance(iters, int) and not isinstance(iters, bool) and iters > MAX_ITERS:
+                raise UsageError(f"{config_name}: method {m!r}: iters={iters}; expected "
+                                 f"{ITERS_WHY}. Fix: lower 'iters' (or pass --iters).")
             if kw.get("mode") not in BASELINE_MODES:
                 try:
                     make_config(**kw)
                 except (TypeError, ValueError) as err:
                     raise UsageError(f"{config_name}: method {m!r} ({protocol.condition_label(c)}"
-                                     f"): invalid solver settings {kw}: {err}. Fix: correct the "
-                                     f"config (or --iters).") from err
+                                     f"): invalid solver settings {_short(kw)}: {err}. Fix: "
+                                     f"correct the config (or --iters).") from err
             methods[m][protocol.condition_key(c)] = kw
     return methods
+
+
+def _short(kw: dict) -> str:
+    """``kw`` for a message: long per-iteration lists shortened."""
+    def one(v):
+        if isinstance(v, (list, tuple)) and len(v) > 6:
+            return f"[{v[0]!r}, {v[1]!r}, ..., {v[-1]!r}] ({len(v)} values)"
+        return repr(v)
+
+    return "{" + ", ".join(f"{k!r}: {one(v)}" for k, v in kw.items()) + "}"
 
 
 def resolve(args, *, check_output: bool = True) -> Experiment:

@@ -235,3 +235,58 @@ def test_weights_files_are_recorded_and_other_weights_hide_published_rows(crops,
     hidden = report.new_results(exp, n_images=1, conversions={}, weights_files=other)
     assert not hidden["published_shown"] and "--weights is not the released file" in \
         hidden["published_hidden_reason"]
+
+
+# ------------------------------------------------------------------------------ hangs
+def test_iters_is_bounded_with_the_reason(crops, tmp_path, capsys):
+    from dynpnp_jax import experiment, solver
+
+    assert experiment.MAX_ITERS == getattr(solver, "ITERS_MAX", experiment.MAX_ITERS)
+    msg = _fails(["--dataset", "folder", "--data-dir", str(crops), "--iters", "1000000",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "argument --iters: expected at most 1000: each iteration calls the network once " \
+           "per image" in msg and "Fix: e.g. --iters 8" in msg
+
+
+def test_ctrl_c_twice_ends_a_long_compiled_call_at_once(cache, tmp_path):
+    """A restore call is one compiled loop that Python's Ctrl-C waits for; the CLI says so at
+    the first Ctrl-C and quits at once at the second, deleting its staging folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = require_shared("data", "set12")
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "01.png").write_bytes((src / "01.png").read_bytes())  # 256x256: ~1 min for T=1000
+    out = tmp_path / "out"
+    env = {**os.environ, "DYNPNP_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "dynpnp_jax.eval", "--dataset", "folder",
+                          "--data-dir", str(folder), "--sigma", "25", "--method", "gradient",
+                          "--iters", "1000", "--out", str(out), "--no-compile-cache"],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.set_blocking(p.stderr.fileno(), False)
+    err, t0 = b"", time.monotonic()
+    try:
+        while b"gradient sigma=25" not in err and time.monotonic() - t0 < 200:
+            err += p.stderr.read() or b""
+            time.sleep(0.2)
+        assert p.poll() is None, err.decode(errors="replace")[-2000:]
+        time.sleep(3)  # inside the compiled loop
+        p.send_signal(signal.SIGINT)
+        time.sleep(1)
+        assert p.poll() is None  # still in the call: Python's handler waits for it
+        t1 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.monotonic() - t1 < 5
+    os.set_blocking(p.stderr.fileno(), True)
+    err = (err + p.stderr.read()).decode(errors="replace")
+    assert p.returncode == 130, err[-2000:]
+    assert "interrupted (Ctrl-C): stopping as soon as the running compiled call returns" in err
+    assert "interrupted again: quit at once; nothing written" in err
+    assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.startswith(".")]

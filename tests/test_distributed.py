@@ -379,3 +379,49 @@ def test_a_dead_process_does_not_hang_the_job(job):
             or "stopped sending heartbeats" in err0), err0[-3000:]
     assert time.monotonic() - t < 100
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ hardening
+def test_num_processes_is_bounded():
+    with pytest.raises(ValueError, match=r"--num-processes 100000000: expected at most 4096 "
+                                         r"processes .*Fix: pass the number of processes"):
+        dist.settings(coordinator="h:1", num_processes=100_000_000, process_id=0, env={})
+
+
+def test_a_wait_says_every_few_seconds_what_it_waits_for(capsys, monkeypatch):
+    monkeypatch.setattr(dist, "SAY_EVERY_S", 0.05)
+    store, p0, p1 = _pair(timeout_s=0.4)
+    with pytest.raises(dist.DistributedError, match="made no progress"):
+        p0.share("hello", {})  # process 1 never answers
+    said = [ln for ln in capsys.readouterr().err.splitlines() if "waiting" in ln]
+    assert len(said) >= 3, said
+    assert said[0].startswith("process 0: waiting 0 s for 'hello' from process 1 (gives up "
+                              "after 0 s without progress: --distributed-timeout)")
+    with pytest.raises(dist.DistributedError, match="made no progress"):
+        p0.collect("s", lambda *a: None, block=True)
+    assert "for the results of 's' from process(es) 1" in capsys.readouterr().err
+
+
+def test_an_unreachable_coordinator_ends_in_one_line(tmp_path):
+    """JAX aborts (SIGABRT, a C++ stack trace) when the coordinator never answers; the CLI's
+    supervisor turns that into one line naming the cause, exit status 1, nothing written."""
+    env = _env(tmp_path / "cache")
+    data = tmp_path / "d"
+    data.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / "a.png")
+    out = tmp_path / "out"
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "dynpnp_jax.eval", "--dataset", "folder",
+                        "--data-dir", str(data), "--sigma", "25", "--method", "prior", "--out",
+                        str(out), "--coordinator", f"127.0.0.1:{_free_port()}",
+                        "--num-processes", "2", "--process-id", "1",
+                        "--distributed-timeout", "2"], cwd=ROOT, env=env, text=True,
+                       capture_output=True, timeout=120)
+    assert p.returncode == 1, p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: process 1 of 2: the JAX distributed runtime aborted it (an "
+                           "XLA abort, which Python cannot catch; nothing was written): the "
+                           "coordinator 127.0.0.1:"), p.stderr[-3000:]
+    assert "did not answer within --distributed-timeout (2 s)" in last
+    assert "Check failure stack trace" not in p.stderr and "    @ " not in p.stderr
+    assert not out.exists() and time.monotonic() - t < 100
