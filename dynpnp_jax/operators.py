@@ -1,32 +1,56 @@
 """Degradation operators A as immutable pytrees (one set of parameters per image).
 
 Every operator acts on a batch of NHWC images ``x`` of shape ``(B, H, W, C)`` and carries
-per-image parameters with a leading ``B`` axis, because the A-step adapts A to each image.
-Each implements
+per-image parameters with a leading ``B`` axis, because an A-step may adapt A to each image.
+The interface (:class:`Operator`):
 
-* ``op(x)``                     -- ``A x``
-* ``op.adjoint(w)``             -- ``A^T w``
+* ``op(x)``                     -- ``A x`` (the one method a user's operator must define)
+* ``op.adjoint(w)``             -- ``A^T w`` (default: ``jax.linear_transpose`` of ``op(x)``)
 * ``op.loss_grad(x, r)``        -- the gradient of the A-loss ``||A x + g(y) - y||^2`` with
-  respect to the operator's parameters, given the residual ``r = A x + g(y) - y``
-  (ALGORITHM.md section 2, table); same pytree structure as the operator
-* ``op.normal_solve(rhs, mu)``  -- ``(A^T A + mu I)^{-1} rhs`` (the exact x-step)
+  respect to the operator's parameters, given the residual ``r = A x + g(y) - y``; same pytree
+  structure as the operator (default: autodiff through ``op(x)``)
+* ``op.normal_solve(rhs, mu)``  -- ``(A^T A + mu I)^{-1} rhs`` (the exact x-step; default:
+  conjugate gradients to the relative tolerance ``cg_tol`` within ``cg_maxiter`` steps)
+* ``op.initial(y)``             -- the solver's starting image (default ``A^T y``)
 * ``op.deviation()``            -- ``||A - I||_F / sqrt(#params)`` per image (trajectory statistic)
+* ``op.input_shape(y_shape)``   -- the shape of ``x`` for an observation of ``y_shape`` (default:
+  the same; override it for operators that change the shape, such as a sub-sampling)
 
 and the A-step is ``op.descend(grad, alpha)`` = parameters minus ``alpha * grad``, which returns
 a new operator so that it can ride in the ``lax.scan`` carry.
 
-Known degradations (built from user data, so not in ``OPERATORS``/``make_operator``):
+Operators declare what they can do in ``capabilities`` (a class attribute) instead of the solver
+testing their type: ``'closed_form'`` (``normal_solve`` is exact and cheap: FFT, pixel-wise or
+dense; without it the exact x-step runs CG and its residual is recorded), ``'fft'`` (a circular
+convolution: ``x_step='fft'``), ``'kernel'`` (a blur kernel ``k`` that an A-step may adapt and
+whose distance to a true kernel can be measured), ``'unknown_boundary'`` (a blur whose frame may
+be extended, ``boundary='unknown'``), ``'calibrate'`` (a kernel that ``calibrated`` mode may
+re-choose).
 
+A user's operator is a frozen pytree with ``__call__`` alone::
+
+    @struct.dataclass
+    class Subsample(Operator):
+        m: jax.Array                      # (B, H, W, C) 0/1 mask
+        def __call__(self, x):
+            return self.m * jnp.fft.fft2(x, axes=(1, 2), norm="ortho").real
+
+Built-in operators (with their own closed forms):
+
+* ``Identity``, ``GainMap``, ``Convolution``, ``RowMix`` -- start as the identity
+  (``make_operator``), for the paper's dynamic A-step;
 * ``Blur``        -- circular convolution with a given kernel (deblurring)
 * ``Downsample``  -- blur then keep every ``factor``-th pixel (classical super-resolution model)
 * ``Mask``        -- pixel-wise mask (inpainting)
 
-Build them with ``Blur.from_kernel``, ``Downsample.from_kernel`` and ``Mask.from_mask``: these
-validate the values (finite, kernel mass 1, mask in [0, 1]) with a ``ValueError`` naming the
-argument and the fix. The bare dataclass constructors (``Blur(k=...)``) are also the pytree
-constructors JAX calls for gradients and A-steps, so they only check shapes (and nothing under
-tracing). Shape mismatches with the images (kernel larger than the image, mask of another size,
-image size not a multiple of the factor) are checked when the operator is applied.
+Build the last three with ``Blur.from_kernel``, ``Downsample.from_kernel`` and
+``Mask.from_mask``: these validate the values (finite, kernel mass 1, mask in [0, 1], something
+observed) with a ``ValueError`` naming the argument and the fix. The bare dataclass constructors
+(``Blur(k=...)``) are also the pytree constructors JAX calls for gradients and A-steps, so
+they check only shapes; ``restore`` refuses what no operator can be (an all-zero kernel, a mask
+observing nothing: ``op.check_values()``). Shape mismatches with the images (kernel larger
+than the image, mask of another size, image size not a multiple of the factor) are checked
+when the operator is applied.
 """
 from __future__ import annotations
 
@@ -39,6 +63,8 @@ from flax import struct
 
 Array = jax.Array
 BOUNDARIES = ("circular", "unknown")  # Blur.boundary: how y was made at the frame's edges
+CAPABILITIES = ("closed_form", "fft", "kernel", "unknown_boundary", "calibrate")
+CG_MAXITER_LIMIT = 10_000  # no x-step CG runs longer than this (a bound, not a default)
 
 
 def _per_image(alpha: Array, ndim: int) -> Array:
@@ -47,15 +73,127 @@ def _per_image(alpha: Array, ndim: int) -> Array:
     return alpha.reshape(alpha.shape + (1,) * (ndim - alpha.ndim))
 
 
-class _Base:
+def has(op, capability: str) -> bool:
+    """Whether operator ``op`` declares ``capability`` (one of :data:`CAPABILITIES`)."""
+    if capability not in CAPABILITIES:
+        raise ValueError(f"unknown operator capability {capability!r}; expected one of "
+                         f"{CAPABILITIES}")
+    return capability in getattr(op, "capabilities", ())
+
+
+def _dot(a, b):
+    return jnp.sum(a * b, axis=tuple(range(1, a.ndim)), keepdims=True)
+
+
+def cg(matvec, rhs: Array, x0: Array, tol: float, maxiter: int) -> tuple[Array, Array]:
+    """Conjugate gradients on the symmetric positive definite ``matvec`` per image (leading
+    axis), from ``x0``, until every image's relative residual ``||rhs - A x|| / ||rhs||`` is
+    below ``tol`` or after ``maxiter`` steps (a ``lax.while_loop``: the cap is a bound, not an
+    unrolled length). Returns ``(x, relative residual per image)``."""
+    bnorm = jnp.sqrt(_dot(rhs, rhs))
+    scale = jnp.where(bnorm > 0, bnorm, 1.0)
+    r = rhs - matvec(x0)
+    p = r
+    rs = _dot(r, r)
+
+    def cond(c):
+        i, _, _, _, rs = c
+        return (i < maxiter) & jnp.any(jnp.sqrt(rs) > tol * scale)
+
+    def body(c):
+        i, x, r, p, rs = c
+        ap = matvec(p)
+        pap = _dot(p, ap)
+        live = (jnp.sqrt(rs) > tol * scale) & (pap > 0)
+        step = jnp.where(live, rs / jnp.where(pap > 0, pap, 1.0), 0.0)
+        x = x + step * p
+        r = r - step * ap
+        rs_new = _dot(r, r)
+        beta = jnp.where(live & (rs > 0), rs_new / jnp.where(rs > 0, rs, 1.0), 0.0)
+        return i + 1, x, r, jnp.where(live, r + beta * p, p), jnp.where(live, rs_new, rs)
+
+    _, x, _, _, rs = jax.lax.while_loop(cond, body, (jnp.int32(0), x0, r, p, rs))
+    return x, (jnp.sqrt(rs) / scale).reshape(-1)
+
+
+class Operator:
+    """Base of every degradation operator: subclass it as a ``flax.struct.dataclass`` and
+    define ``__call__`` (``A x`` on NHWC batches, linear in ``x``); everything else has a
+    default derived from the forward alone (see the module docstring). Class attributes:
+    ``capabilities`` (what the operator declares it can do), ``cg_tol`` and ``cg_maxiter`` (the
+    default CG solve of ``normal_solve``)."""
+
+    capabilities: frozenset = frozenset()
+    cg_tol: float = 1e-5
+    cg_maxiter: int = 200
+
+    def input_shape(self, y_shape) -> tuple:
+        """The shape of ``x`` for an observation of ``y_shape`` (default: the same)."""
+        return tuple(y_shape)
+
+    def adjoint(self, w: Array) -> Array:
+        """``A^T w`` by ``jax.linear_transpose`` of the forward."""
+        x = jax.ShapeDtypeStruct(self.input_shape(w.shape), w.dtype)
+        (out,) = jax.linear_transpose(self.__call__, x)(w)
+        return out
+
+    def loss_grad(self, x: Array, r: Array):
+        """Gradient of ``||A x + g - y||^2`` w.r.t. the operator's parameters (autodiff)."""
+        _, vjp = jax.vjp(lambda op: op(x), self)
+        (g,) = vjp(2.0 * r)
+        return g
+
+    def normal_solve_cg(self, rhs: Array, mu, x0=None) -> tuple[Array, Array]:
+        """``(A^T A + mu I)^{-1} rhs`` by CG (``cg_tol``, ``cg_maxiter``), differentiable
+        (implicitly, ``lax.custom_linear_solve``). Returns ``(x, relative residual per image)``."""
+        m = _per_image(jnp.broadcast_to(jnp.asarray(mu, rhs.dtype), (rhs.shape[0],)), rhs.ndim)
+
+        def matvec(z):
+            return self.adjoint(self(z)) + m * z
+
+        x0 = jnp.zeros_like(rhs) if x0 is None else x0
+        maxiter = int(self.cg_maxiter)
+
+        def solve(mv, b):
+            return cg(mv, b, x0, float(self.cg_tol), maxiter)[0]
+
+        x = jax.lax.custom_linear_solve(matvec, rhs, solve, symmetric=True)
+        r = rhs - matvec(x)
+        res = jnp.sqrt(_dot(r, r)) / jnp.maximum(jnp.sqrt(_dot(rhs, rhs)), 1e-30)
+        return x, res.reshape(-1)
+
+    def normal_solve(self, rhs: Array, mu) -> Array:
+        """``(A^T A + mu I)^{-1} rhs``; here by CG (operators with a closed form override it)."""
+        return self.normal_solve_cg(rhs, mu)[0]
+
+    def initial(self, y: Array) -> Array:
+        """The solver's starting image for ``y``: ``A^T y``."""
+        return self.adjoint(y)
+
+    def deviation(self) -> Array:
+        return jnp.zeros(())
+
+    def check_values(self) -> None:
+        """Refuse parameters that make no operator (concrete values only; ``restore`` calls it)."""
+
     def descend(self, grad, alpha):
         """One gradient step on the operator's parameters: ``p - alpha * grad``."""
         return jax.tree_util.tree_map(lambda p, g: p - _per_image(alpha, p.ndim) * g, self, grad)
 
 
+_Base = Operator  # the former name
+
+
+def _same(self, y: Array) -> Array:
+    return y
+
+
 @struct.dataclass
-class Identity(_Base):
+class Identity(Operator):
     """A = I (denoising). Has no parameters, so the A-step leaves it unchanged."""
+
+    capabilities = frozenset({"closed_form"})
+    initial = _same
 
     def __call__(self, x: Array) -> Array:
         return x
@@ -78,8 +216,11 @@ class Identity(_Base):
 
 
 @struct.dataclass
-class GainMap(_Base):
+class GainMap(Operator):
     """A x = a * x with a per-pixel gain ``a`` of shape ``(B, H, W, 1)`` shared by the channels."""
+
+    capabilities = frozenset({"closed_form"})
+    initial = _same
 
     a: Array
 
@@ -106,7 +247,7 @@ class GainMap(_Base):
 
 
 @struct.dataclass
-class Convolution(_Base):
+class Convolution(Operator):
     """Circular convolution with a per-image ``k x k`` kernel (odd k), centred, shared by channels.
 
     Periodic boundaries make ``adjoint`` exact and the FFT x-step an exact solve (IRCNN/DPIR
@@ -114,6 +255,8 @@ class Convolution(_Base):
     """
 
     k: Array  # (B, k, k)
+    capabilities = frozenset({"closed_form", "fft", "kernel"})
+    initial = _same
 
     def _otf(self, h: int, w: int) -> Array:
         b, ks, _ = self.k.shape
@@ -171,13 +314,15 @@ class Convolution(_Base):
 
 
 @struct.dataclass
-class RowMix(_Base):
+class RowMix(Operator):
     """A dense ``H x H`` matrix applied from the left to every channel: ``(A x)_c = M x_c``.
 
     This is the A of the authors' notebooks (ALGORITHM.md section 1).
     """
 
     m: Array  # (B, H, H)
+    capabilities = frozenset({"closed_form"})
+    initial = _same
 
     def __call__(self, x: Array) -> Array:
         return jnp.einsum("bik,bkwc->biwc", self.m, x)
@@ -249,8 +394,23 @@ def _check_kernel_values(k, arg: str = "k") -> None:
                          f"sum(s) {np.round(sums[off], 6).tolist()}; fix: normalise it, k = k / k.sum()")
 
 
+def _check_kernel_rank(k, batch, arg: str = "k") -> None:
+    """A kernel is (kh, kw) or (B, kh, kw); refuse 1-D kernels and the ambiguous (kh, kw, 1)."""
+    shape = tuple(np.shape(k))
+    if len(shape) not in (2, 3):
+        raise ValueError(f"{arg}: expected a 2-D (kh, kw) kernel or (B, kh, kw) kernels, got shape "
+                         f"{shape}; fix: a 1-D kernel k of a separable blur is np.outer(k, k) / "
+                         "np.sum(k) ** 2, a horizontal one k[None, :]")
+    if len(shape) == 3 and shape[-1] == 1 and shape[0] > 1 and batch in (None, 1):
+        raise ValueError(f"{arg}: a 3-D kernel array is (B, kh, kw) kernels, got shape {shape}: "
+                         f"{shape[0]} kernels of {shape[1]}x1 pixels. Fix: for one kernel with a "
+                         f"channel axis pass k[..., 0]; for {shape[0]} kernels of width 1 pass "
+                         f"batch={shape[0]}")
+
+
 def _kernel_batch(k, batch, dtype, arg: str = "k") -> Array:
     """A (kh, kw) or (B, kh, kw) kernel as a (batch, kh, kw) array of ``dtype``."""
+    _check_kernel_rank(k, batch, arg)
     if not isinstance(k, jax.core.Tracer):
         k = np.asarray(k)
     if k.ndim == 2:
@@ -265,6 +425,20 @@ def _kernel_batch(k, batch, dtype, arg: str = "k") -> Array:
         k = np.broadcast_to(k, (batch,) + k.shape[1:]) if isinstance(k, np.ndarray) else \
             jnp.broadcast_to(k, (batch,) + k.shape[1:])
     return jnp.asarray(k, dtype)
+
+
+def _check_kernel_mass(k, cls: str) -> None:
+    """On concrete kernels: refuse an all-zero or non-finite kernel (no operator at all)."""
+    if not _concrete(k) or k.ndim != 3:
+        return
+    a = np.asarray(k, np.float64).reshape(k.shape[0], -1)
+    if not np.isfinite(a).all():
+        raise ValueError(f"k: {cls} kernels must be finite, got NaN/Inf; fix: clean the kernel "
+                         "and build the operator with from_kernel")
+    if (np.abs(a).sum(axis=1) == 0).any():
+        raise ValueError(f"k: {cls} kernel(s) {np.flatnonzero(np.abs(a).sum(axis=1) == 0).tolist()}"
+                         " are all zero: that blurs every image to black. Fix: pass the real "
+                         f"kernel, normalised to sum 1 ({cls}.from_kernel checks it)")
 
 
 def _check_kernel_shape(k, cls: str) -> None:
@@ -391,7 +565,7 @@ def _kernel_size(kernel_size):
 
 
 @struct.dataclass
-class Blur(_Base):
+class Blur(Operator):
     """Circular convolution with one known kernel per image, shared by the channels (deblurring).
 
     ``k`` has shape ``(B, kh, kw)`` (``B`` may be 1 to share one kernel across the batch), any
@@ -414,6 +588,11 @@ class Blur(_Base):
 
     k: Array  # (B, kh, kw)
     boundary: str = struct.field(pytree_node=False, default="circular")
+    capabilities = frozenset({"closed_form", "fft", "kernel", "unknown_boundary", "calibrate"})
+    initial = _same
+
+    def check_values(self) -> None:
+        _check_kernel_mass(self.k, "Blur")
 
     def __post_init__(self):
         _check_kernel_shape(self.k, "Blur")
@@ -428,6 +607,7 @@ class Blur(_Base):
         """``Blur`` from a ``(kh, kw)`` kernel (broadcast to ``batch`` images) or ``(B, kh, kw)``
         kernels. ``check`` validates the values (finite, non-negative mass, sum 1 within 1e-3).
         ``boundary``: ``'circular'`` or ``'unknown'`` (see the class docstring)."""
+        _check_kernel_rank(k, batch)
         if check and _concrete(np.asarray(k) if not isinstance(k, jax.Array) else k):
             _check_kernel_values(k)
         return cls(k=_kernel_batch(k, batch, dtype), boundary=boundary)
@@ -463,7 +643,7 @@ class Blur(_Base):
 
 
 @struct.dataclass
-class Downsample(_Base):
+class Downsample(Operator):
     """Blur then decimate: ``A x = (k * x)[:, ::factor, ::factor]`` (circular convolution).
 
     This is the classical SR degradation of USRNet/DPIR,
@@ -479,6 +659,10 @@ class Downsample(_Base):
 
     k: Array  # (B, kh, kw)
     factor: int = struct.field(pytree_node=False, default=2)
+    capabilities = frozenset({"closed_form", "fft", "kernel"})
+
+    def check_values(self) -> None:
+        _check_kernel_mass(self.k, "Downsample")
 
     def __post_init__(self):
         _check_kernel_shape(self.k, "Downsample")
@@ -491,6 +675,7 @@ class Downsample(_Base):
     def from_kernel(cls, k, factor: int, batch: int | None = None, *, dtype=jnp.float32,
                     check: bool = True) -> "Downsample":
         """``Downsample`` from a ``(kh, kw)`` kernel (broadcast to ``batch``) or ``(B, kh, kw)``."""
+        _check_kernel_rank(k, batch)
         if check and _concrete(np.asarray(k) if not isinstance(k, jax.Array) else k):
             _check_kernel_values(k)
         return cls(k=_kernel_batch(k, batch, dtype), factor=factor)
@@ -560,7 +745,7 @@ class Downsample(_Base):
 
 
 @struct.dataclass
-class Mask(_Base):
+class Mask(Operator):
     """Pixel-wise mask (inpainting): ``A x = m * x``, ``m`` of shape ``(B, H, W, 1)`` (shared by
     the channels) or ``(B, H, W, C)``, values in {0, 1} (1 = observed) or weights in [0, 1].
     Self-adjoint; the normal solve is pixel-wise, ``rhs / (m^2 + mu)``. ``deviation()`` is the
@@ -568,11 +753,24 @@ class Mask(_Base):
     """
 
     m: Array  # (B, H, W, 1 or C)
+    capabilities = frozenset({"closed_form"})
+
+    def check_values(self) -> None:
+        """Refuse (concrete values) a mask that observes nothing: every image is then black."""
+        if not _concrete(self.m):
+            return
+        seen = np.asarray(self.m, np.float64).reshape(self.m.shape[0], -1).max(axis=1)
+        if (seen <= 0).any():
+            raise ValueError(f"m: mask(s) {np.flatnonzero(seen <= 0).tolist()} observe no pixel "
+                             "(all zero): nothing to restore from. Expected 1 = observed, "
+                             "0 = missing; fix: check the mask's polarity (1 - m), and that the "
+                             "mask image is not black or coloured in a channel it lacks")
 
     def __post_init__(self):
         if _concrete(self.m) and self.m.ndim != 4:
             raise ValueError(f"m: Mask expects a mask of shape (B, H, W, 1) or (B, H, W, C), got shape "
                              f"{tuple(self.m.shape)}; fix: use Mask.from_mask(m) for an (H, W) mask")
+
 
     @classmethod
     def from_mask(cls, m, batch: int | None = None, *, dtype=jnp.float32, check: bool = True
@@ -597,6 +795,7 @@ class Mask(_Base):
                 raise ValueError(f"m: expected mask values in [0, 1] (1 = observed, 0 = missing), got "
                                  f"range [{v.min():.4g}, {v.max():.4g}]; fix: np.clip(m, 0, 1), or "
                                  "(m > 0).astype(np.float32) for a 0-255 image mask")
+            cls(m=jnp.asarray(v if v.ndim == 4 else v, dtype)).check_values()
         if batch is not None:
             if m.shape[0] not in (1, batch):
                 raise ValueError(f"m: expected 1 or batch={batch} masks, got {m.shape[0]}; "

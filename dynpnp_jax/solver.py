@@ -1,35 +1,25 @@
-"""``restore(params, y, cfg)``: the dynamic plug-and-play loop, one ``jax.jit`` + ``lax.scan``.
+"""``restore(params, y, cfg)``: a plug-and-play loop, one ``jax.jit`` + ``lax.scan``.
 
 Data contract: ``y`` is a float32 NHWC batch ``(B, H, W, C)`` with values in [0, 1] (noisy values
-slightly outside are fine). ``params`` is ``{'prior': Network, 'noise': Network}``; ``noise``
-(the estimator g of Eq. 9) defaults to the prior when the prior is a residual denoiser.
+slightly outside are fine). ``params`` is ``{'prior': Network, 'noise': Network, 'A': operator}``;
+``noise`` (the estimator g of the paper's A-loss) defaults to the prior when the prior is a
+residual denoiser.
 
-Structure (mode, step kinds, operator, number of iterations) is static; the numeric
-hyper-parameters ``delta``, ``mu``, ``alpha`` are per-iteration float32 arrays traced by jit, so
-calling again with other numbers does not recompile.
+The loop is an algorithm of :mod:`dynpnp_jax.algorithms`, chosen by ``cfg.mode``: the paper's
+(``authors``, ``gradient``), the network alone (``prior``, ``static``), HQS (``hqs``, ``dpir``,
+``calibrated``) and the other plug-and-play families (``admm``, ``drs``, ``pgd``, ...). This module
+validates, resolves the operator and the boundary, builds the algorithm's
+:class:`~dynpnp_jax.algorithms.Problem`, scans its ``step`` (with the optional A-step, the
+stopping rule and the per-iteration record) and checks the result; it never compares a mode's
+name (docs/algorithm.md has the equations).
 
-Modes (ALGORITHM.md):
-
-* ``authors``  -- section 1, as the authors ran it: row-mix A, ``authors`` x- and A-steps,
-  ``x0 = A^T y``, ``v0 = 0``; ``mu`` is their eta, ``alpha`` their rho.
-* ``gradient`` -- section 2: x-step (``gradient`` by default, or ``exact``/``fft``/``cg``), prior,
-  A-step ``gradient`` on the chosen operator (gain map by default); ``x0 = v0 = A^T y``.
-* ``prior``    -- the network alone, ``prior(y)`` (one iteration).
-* ``static``   -- "static stacking": ``v_{t+1} = prior(v_t)``, ``v_0 = y``.
-* ``hqs``      -- classic HQS with the exact x-step and A = I: ``x = (y + mu v)/(1 + mu)``,
-  ``v = prior(x)``, ``v_0 = y``.
-* ``dpir``     -- plug-and-play for a known degradation (Zhang et al., DPIR, TPAMI 2021): the
-  exact x-step ``x = (A^T A + rho_t I)^{-1} (A^T y + rho_t v)`` with the operator given in
-  ``params['A']`` (:class:`~dynpnp_jax.operators.Blur`, ``Downsample``, ``Mask``, ...), then
-  ``v = prior(x, sigma_t)``; ``sigma_t`` falls geometrically from 49/255 to the noise level and
-  ``rho_t = 0.23 max(noise, 0.255/255)^2 / sigma_t^2`` (:func:`dpir_schedule`); ``x_0 = v_0`` is
-  the operator's natural start (``y`` for a blur, bicubic up-sampling for SR, a filled-in ``y``
-  for inpainting). Optional x8 self-ensemble (iteration t sees the (t mod 8)-th flip/rotation,
-  DPIR's ``augment_img`` order, and is transformed back).
+Structure (mode, step kinds, operator, number of iterations) is static; the numbers ``delta``,
+``mu``, ``alpha``, ``sigma``, ``relax``, ``inertia`` are per-iteration float32 arrays traced by
+jit, so calling again with other numbers does not recompile, and they are differentiable.
 
 The operator A can always be given as data, ``params['A']`` (one per image, leading batch axis),
-instead of being initialised from ``cfg.operator``; so ``restore(params, y, cfg)`` stays the one
-entry point and an A-step can update a user's A.
+instead of being initialised from ``cfg.operator``; a user's operator needs only its forward
+(:class:`~dynpnp_jax.operators.Operator`).
 
 ``restore`` is transformable: ``jax.jit``, ``jax.grad`` and ``jax.vmap`` over the numbers of a
 config (or over ``y``) work through it; value checks run only on concrete values.
@@ -37,6 +27,7 @@ config (or over ``y``) work through it; value checks run only on concrete values
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -44,24 +35,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from . import algorithms
 from . import boundary as bd
+from . import calibration
 from . import steps
+from .algorithms import NUMBERS, Numbers, Problem
+from .algorithms.base import augment, augment_inverse, dpir_schedule  # noqa: F401  (public here too)
+from .metrics import psnr as _psnr_metric
 from .networks import Network
-from .operators import OPERATORS, make_operator
+from .operators import OPERATORS, Operator, RowMix, has, make_operator
 from .validation import check_finite_output, check_images, is_concrete, needs_landscape
 
-MODES = ("authors", "gradient", "prior", "static", "hqs", "dpir", "calibrated")
-_DEFAULTS = {  # mode -> (x_step, a_step, operator)
-    "authors": ("authors", "authors", "rowmix"),
-    "gradient": ("gradient", "gradient", "gain"),
-    "prior": ("none", "none", "identity"),
-    "static": ("none", "none", "identity"),
-    "hqs": ("exact", "none", "identity"),
-    "dpir": ("exact", "none", "identity"),
-    "calibrated": ("exact", "none", "identity"),
-}
-NUMBERS = ("delta", "mu", "alpha", "sigma", "relax", "inertia")  # per-iteration, traced
-
+MODES = tuple(algorithms.ALGORITHMS)
+ITERS_MAX = 1000  # published plug-and-play loops run 2-100 iterations
+DIVERGED_MARGIN = 2.0  # a result (before clipping) this far beyond [0, 1] and y has diverged
+GLOBAL_DEFAULTS = dict(delta=0.01, mu=0.1, alpha=1e-5)
+BOOL_FIELDS = ("keep_images", "clip_output", "ensemble")
 
 @struct.dataclass
 class Config:
@@ -118,7 +107,7 @@ class Config:
         if "sigma" in kw:
             new["has_sigma"] = True
         if "relax" in kw or "inertia" in kw:
-            new["relaxed"] = True  # _check_domain: only for the dpir / calibrated modes
+            new["relaxed"] = True  # _check_domain: only for the algorithms that read them
         out = self.replace(**new)
         _check_domain(out)
         return out
@@ -146,6 +135,7 @@ class Config:
         if not out.pop("relaxed"):
             out["relax"] = out["inertia"] = None
         return out
+
 
 
 def _per_iter(name: str, value, iters: int) -> jax.Array:
@@ -176,35 +166,39 @@ def _scalar(name: str, value) -> jax.Array:
 
 
 def _check_domain(cfg: "Config") -> None:
-    """Reject numbers outside each step's valid domain, with the reason (concrete values only),
-    and relax / inertia in a mode whose loop has no such step."""
-    if cfg.relaxed and cfg.mode not in ("dpir", "calibrated"):
-        raise ValueError(f"relax / inertia are for modes 'dpir' and 'calibrated', got "
-                         f"mode={cfg.mode!r}. Fix: drop them or use mode='dpir'")
-    vals = {k: getattr(cfg, k) for k in NUMBERS + ("tol",)}
+    """Reject numbers outside their domain, with the reason (concrete values only): the rules
+    every loop shares here, the x-step kind's (:func:`dynpnp_jax.steps.check_x_step`) and the
+    algorithm's own (``Algorithm.check``); relax / inertia only where the algorithm reads them."""
+    alg = algorithms.get(cfg.mode)
+    if cfg.relaxed and not {"relax", "inertia"} & set(alg.numbers):
+        both = [n for n, a in algorithms.ALGORITHMS.items() if {"relax", "inertia"} <= set(a.numbers)]
+        one = [n for n, a in algorithms.ALGORITHMS.items()
+               if len({"relax", "inertia"} & set(a.numbers)) == 1]
+        raise ValueError(f"relax / inertia are for modes {' and '.join(map(repr, both))} (relax "
+                         f"alone: {', '.join(map(repr, one))}), got mode={cfg.mode!r}. Fix: drop "
+                         "them or use mode='dpir'")
+    vals = {k: getattr(cfg, k) for k in NUMBERS + ("tol", "noise")}
     if not is_concrete(vals):
         return
     v = {k: np.asarray(a, np.float64) for k, a in vals.items()}
     for k, a in v.items():
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"{k} must be finite, got {a.tolist()}")
+            raise ValueError(f"{k if k != 'noise' else 'noise_level'} must be finite, got "
+                             f"{a.tolist()}")
 
     def bad(name, cond, why, fix):
         if np.any(cond):
             raise ValueError(f"{name}={np.round(v[name], 6).tolist()} is outside its domain: "
                              f"{why}. {fix}")
 
-    gradient_x = cfg.mode in ("authors", "gradient") and cfg.x_step in ("gradient", "authors")
-    if gradient_x:
-        bad("delta", v["delta"] <= 0, "the x-step size must be > 0", "Use e.g. delta=0.01")
-        bad("delta", v["delta"] * (1 + np.maximum(v["mu"], 0)) >= 2,
-            "the gradient x-step diverges when delta * (1 + mu) >= 2 (its contraction factor "
-            "1 - delta (1 + mu) leaves (-1, 1))", "Use a smaller delta")
+    for name in ("relax", "inertia"):
+        if name not in alg.numbers and cfg.relaxed and np.any(v[name] != (name == "relax")):
+            raise ValueError(f"{name} is not a number of mode {cfg.mode!r} (it reads "
+                             f"{alg.numbers}). Fix: drop {name}")
+    if alg.traits.takes_operator != "none":
+        steps.check_x_step(cfg.x_step, v, bad)
     bad("mu", v["mu"] < 0, "the penalty mu (rho in DPIR) must be >= 0 (a negative penalty makes "
         "the x-step's system indefinite: hqs with mu=-1 divides by zero)", "Use mu >= 0")
-    if cfg.mode == "dpir" or (cfg.mode == "gradient" and cfg.x_step in ("exact", "fft", "cg")):
-        bad("mu", v["mu"] <= 0, "the exact x-step needs a penalty > 0 (A^T A alone is singular "
-            "for down-sampling and masks)", "Use mu > 0 (dpir_schedule gives DPIR's values)")
     bad("alpha", v["alpha"] < 0, "the A-step size must be >= 0", "Use alpha >= 0 (0 keeps A)")
     bad("sigma", v["sigma"] < 0, "a noise level is >= 0", "Use sigma >= 0")
     bad("sigma", v["sigma"] > 1, "sigma is on the [0, 1] image scale", "Divide 8-bit noise "
@@ -215,36 +209,14 @@ def _check_domain(cfg: "Config") -> None:
         "(v + inertia (v - v_prev)) must be in (-1, 1)", "Use inertia=0 (DPIR's loop) or a tuned "
         "value")
     bad("tol", v["tol"] < 0, "the stopping threshold is a relative change >= 0", "Use e.g. 1e-3")
+    bad("noise", (v["noise"] < 0) | (v["noise"] > 1), "noise_level is a standard deviation on "
+        "the [0, 1] image scale", "Use e.g. noise_level=2.55/255")
+    if alg.check is not None:
+        alg.check(cfg, v, bad)
 
 
-def dpir_schedule(iters: int, noise_level: float, *, sigma_max: float = 49 / 255,
-                  weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """DPIR's schedule (``utils_pnp.get_rho_sigma``): ``(sigma, rho)``, each ``(iters,)``.
-
-    ``sigma_t`` interpolates from ``sigma_max`` to ``noise_level`` (both on the [0, 1] scale),
-    geometrically for ``weight=1`` (DPIR's default) and linearly for ``weight=0``; the penalty is
-    ``rho_t = 0.23 max(noise_level, 0.255/255)^2 / sigma_t^2``. A noise level below 0.255/255
-    (e.g. 0) ends the schedule at 0.255/255 instead (a geometric sequence cannot reach 0).
-    """
-    if not isinstance(iters, (int, np.integer)) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
-    noise_level = float(noise_level)
-    if not np.isfinite(noise_level) or noise_level < 0:
-        raise ValueError(f"noise_level must be a finite number >= 0 on the [0, 1] scale, got "
-                         f"{noise_level}; for 8-bit noise levels divide by 255 (2.55/255)")
-    if noise_level > 1:
-        raise ValueError(f"noise_level={noise_level} is on the [0, 1] scale; divide 8-bit "
-                         "noise levels by 255")
-    floor = max(noise_level, 0.255 / 255)
-    geo = np.logspace(np.log10(sigma_max), np.log10(floor), iters)
-    lin = np.linspace(sigma_max, floor, iters)
-    sigma = geo * weight + lin * (1 - weight)
-    rho = 0.23 * floor ** 2 / sigma ** 2
-    return sigma.astype(np.float64), rho.astype(np.float64)
-
-
-def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.01, mu=None,
-                alpha=1e-5, sigma=None, noise_level=None, x_step: Optional[str] = None,
+def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=None, mu=None,
+                alpha=None, sigma=None, noise_level=None, x_step: Optional[str] = None,
                 a_step: Optional[str] = None, operator: Optional[str] = None,
                 kernel_size: int = 5, cg_iters: int = 3, a_input: str = "x",
                 keep_images: bool = True, clip_output: bool = True, ensemble: bool = False,
@@ -256,20 +228,28 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
     """Build a validated :class:`Config`.
 
     Args:
-      mode: one of ``authors``, ``gradient``, ``prior``, ``static``, ``hqs``, ``dpir``.
-      iters: T, the number of iterations (default 2; ``prior`` mode: 1; ``dpir``: 8).
-      delta: x-step size (Eq. 6), scalar or one per iteration.
-      mu: penalty mu of Eq. (3) (the authors' eta; DPIR's rho), scalar or one per iteration;
-        default 0.1, in ``dpir`` mode the DPIR schedule.
-      alpha: A-step size (Eq. 10, the authors' rho), scalar or one per iteration.
+      mode: the algorithm, a name of :data:`dynpnp_jax.algorithms.ALGORITHMS`: ``authors``,
+        ``gradient``, ``prior``, ``static``, ``hqs``, ``dpir``, ``calibrated``, ``admm``, ``drs``,
+        ``pgd``, ``fista``, ``red``.
+      iters: T, the number of iterations (at most 1000; default: the algorithm's, 2 for the
+        paper's loops, 1 for ``prior``, 8 for the known-degradation algorithms).
+      delta: step size of a gradient step (the paper's x-step, Eq. 6; ``pgd``/``fista``/``red``:
+        the data-term step, default 1), scalar or one per iteration; default 0.01.
+      mu: penalty mu of Eq. (3) (the authors' eta; DPIR's rho; ADMM/DRS's penalty; RED's weight),
+        scalar or one per iteration; default 0.1, for the schedule algorithms DPIR's rho.
+      alpha: A-step size (Eq. 10, the authors' rho), scalar or one per iteration; default 1e-5.
       sigma: the noise level handed to a noise-conditioned prior (FFDNet) at each iteration, on
         the [0, 1] scale; scalar or one per iteration. Default: none (networks without a noise
-        input ignore it); in ``dpir`` mode the DPIR schedule.
-      noise_level: the noise level of ``y`` on the [0, 1] scale; ``dpir`` mode builds its
-        schedule from it (:func:`dpir_schedule`).
-      x_step, a_step, operator: override the mode's defaults (``gradient`` and ``dpir`` modes).
+        input ignore it); for the schedule algorithms (``dpir``, ``calibrated``, ``admm``,
+        ``drs``, ``pgd``, ...) DPIR's schedule.
+      noise_level: the noise level of ``y`` on the [0, 1] scale; the schedule algorithms build
+        their schedule from it (:func:`dpir_schedule`).
+      x_step, a_step, operator: override the algorithm's defaults where it lets them be chosen
+        (``Traits.choose_steps``; the prox algorithms take a solving x-step: ``exact``, ``fft``,
+        ``cg``).
       kernel_size: kernel size for ``operator='conv'``.
-      cg_iters: CG steps per iteration for ``x_step='cg'``.
+      cg_iters: CG steps per iteration for ``x_step='cg'`` (at most 1000; an operator without a
+        closed-form solve runs its own CG to a tolerance for the exact x-step).
       a_input: which image the A-loss sees, ``'x'`` (Eq. 9) or ``'v'`` (the authors use v).
       keep_images: store x and v of every iteration in the trajectory.
       clip_output: clip the result to [0, 1].
@@ -310,36 +290,65 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    dx, da, dop = _DEFAULTS[mode]
-    if mode not in ("gradient", "dpir", "calibrated") and any(v is not None for v in (x_step, a_step, operator)):
-        given = {k: v for k, v in dict(x_step=x_step, a_step=a_step, operator=operator).items()
-                 if v is not None and v != dict(x_step=dx, a_step=da, operator=dop)[k]}
-        if given:
-            raise ValueError(f"mode={mode!r} fixes x_step={dx!r}, a_step={da!r}, operator={dop!r};"
-                             f" got {given}. Use mode='gradient' to choose the steps")
-    x_step, a_step, operator = x_step or dx, a_step or da, operator or dop
-    if mode in ("gradient", "dpir", "calibrated"):
-        for name, val, allowed in (("x_step", x_step, steps.X_STEPS), ("a_step", a_step, steps.A_STEPS),
+
+    alg = algorithms.get(mode)
+    tr = alg.traits
+    given = {k: v for k, v in dict(x_step=x_step, a_step=a_step, operator=operator).items()
+             if v is not None}
+    fixed = ("x_step",) if tr.x_kind in ("gradient", "none") else ()
+    if not tr.choose_steps:
+        fixed = ("x_step", "a_step", "operator")
+    clash = {k: v for k, v in given.items() if k in fixed and v != getattr(alg, k)}
+    if clash:
+        raise ValueError(f"mode={mode!r} fixes x_step={alg.x_step!r}, a_step={alg.a_step!r}, "
+                         f"operator={alg.operator!r}; got {clash}. Use mode='gradient' to choose "
+                         "the steps")
+    x_step, a_step, operator = (given.get(k, getattr(alg, k)) for k in ("x_step", "a_step",
+                                                                         "operator"))
+    if tr.choose_steps:
+        for name, val, allowed in (("x_step", x_step, dict(steps.X_STEPS, none=None)),
+                                   ("a_step", a_step, steps.A_STEPS),
                                    ("operator", operator, OPERATORS)):
             if val not in allowed:
                 raise ValueError(f"{name} must be one of {sorted(allowed)}, got {val!r}")
+        if tr.x_kind == "prox" and x_step not in steps.SOLVE_X_STEPS:
+            raise ValueError(f"mode={mode!r} solves the data term: x_step must be one of "
+                             f"{steps.SOLVE_X_STEPS}, got {x_step!r}")
         if x_step == "fft" and operator != "conv":
             raise ValueError("x_step='fft' needs operator='conv'; use x_step='exact' otherwise")
         if a_step == "authors" and operator != "rowmix":
             raise ValueError("a_step='authors' needs operator='rowmix'")
     if iters is None:
-        iters = {"prior": 1, "dpir": 8, "calibrated": 8}.get(mode, 2)
-    if mode == "prior" and iters != 1:
-        raise ValueError(f"mode='prior' runs the network once; got iters={iters}")
+        iters = alg.iters
+    if tr.fixed_iters and iters != tr.fixed_iters:
+        raise ValueError(f"mode={mode!r} runs {tr.fixed_iters} iteration(s) (mode='prior' runs "
+                         f"the network once); got iters={iters}")
     if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
         raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    if iters > ITERS_MAX:
+        raise ValueError(f"iters={iters} is more than {ITERS_MAX}: published plug-and-play loops "
+                         f"run 2-100 iterations, and one compiled call cannot be interrupted. Fix: "
+                         f"iters <= {ITERS_MAX} (continue from the result with another call if "
+                         "you must)")
     if a_input not in ("x", "v"):
         raise ValueError(f"a_input must be 'x' or 'v', got {a_input!r}")
-    if not isinstance(cg_iters, (int, np.integer)) or cg_iters < 1:
-        raise ValueError(f"cg_iters must be a positive integer, got {cg_iters!r}")
-    if mode in ("dpir", "calibrated") and (sigma is None or mu is None):
+    for name, val, lo, hi in (("cg_iters", cg_iters, 1, steps.CG_ITERS_MAX),
+                              ("boundary_iters", boundary_iters, 0, steps.CG_ITERS_MAX),
+                              ("kernel_size", kernel_size, 1, 4096),
+                              ("calib_iters", calib_iters, 1, ITERS_MAX),
+                              ("calib_crop", calib_crop, 16, None), ("calib_grid", calib_grid, 2, 1000),
+                              ("calib_size", calib_size, 0, None)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo or (
+                hi is not None and val > hi):
+            raise ValueError(f"{name} must be an integer >= {lo}" + (f" and <= {hi}" if hi else "")
+                             + f", got {val!r}")
+    for name, val in zip(BOOL_FIELDS, (keep_images, clip_output, ensemble)):
+        if not isinstance(val, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {val!r} ({type(val).__name__}); "
+                             "a string such as 'no' or 'False' is not a boolean")
+    if noise_level is not None:
+        noise_level = _number_or_array("noise_level", noise_level)
+    if tr.schedule and (sigma is None or mu is None):
         if noise_level is None:
             raise ValueError(f"mode={mode!r} needs noise_level (the noise std of y on the [0, 1] "
                              "scale, e.g. 2.55/255) to build its schedule, or both sigma= and mu=")
@@ -348,18 +357,15 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
         mu = rho_sched if mu is None else mu
     elif noise_level is not None and sigma is None:
         sigma = noise_level
-    if mu is None:
-        mu = 0.1
-    if mode == "calibrated" and noise_level is None:
-        raise ValueError("mode='calibrated' needs noise_level (the noise std of y on the [0, 1] "
-                         "scale): the discrepancy principle compares residuals with it")
-    for name, val, lo in (("boundary_iters", boundary_iters, 0),
-                          ("calib_iters", calib_iters, 1), ("calib_crop", calib_crop, 16),
-                          ("calib_grid", calib_grid, 2), ("calib_size", calib_size, 0)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+    if tr.calibrates and noise_level is None:
+        raise ValueError(f"mode={mode!r} needs noise_level (the noise std of y on the [0, 1] "
+                         "scale): the kernel search compares residuals with it")
+    nums = dict(delta=delta, mu=mu, alpha=alpha)
+    for k, v in nums.items():
+        if v is None:
+            nums[k] = alg.defaults.get(k, GLOBAL_DEFAULTS[k])
     if calib_stages is not None:
-        calib_stages = _check_stages(calib_stages)
+        calib_stages = algorithms.calibrated.check_stages(calib_stages)
     if calib_criterion not in ("likelihood", "sparsity"):
         raise ValueError(f"calib_criterion must be 'likelihood' or 'sparsity', got "
                          f"{calib_criterion!r}")
@@ -373,6 +379,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                          f"{boundary!r}. Fix: 'unknown' for a real photograph, 'circular' for a "
                          "periodic (synthetic) blur")
     relaxed = relax is not None or inertia is not None
+    stop_tol = _number_or_array("stop_tol", stop_tol, scalar=True)
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
         raise ValueError(f"stop_tol must be >= 0 (0 turns the stopping rule off), got {stop_tol}")
     cfg = Config(mode=mode, iters=int(iters), x_step=x_step, a_step=a_step, operator=operator,
@@ -386,31 +393,33 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=0.0
                  calib_margin=None if calib_margin is None else float(calib_margin),
                  boundary=boundary,
                  boundary_iters=int(boundary_iters),
-                 delta=delta, mu=mu, alpha=alpha, sigma=0.0 if sigma is None else sigma,
+                 delta=nums["delta"], mu=nums["mu"], alpha=nums["alpha"],
+                 sigma=0.0 if sigma is None else sigma,
                  relax=1.0 if relax is None else relax, inertia=0.0 if inertia is None else inertia,
                  tol=stop_tol, noise=0.0 if noise_level is None else noise_level)
     return cfg.normalized()
 
 
-def _check_stages(stages) -> tuple:
-    from .calibration import PARAMS
-
-    out = []
-    for st in stages:
-        if not (isinstance(st, (tuple, list)) and len(st) == 2 and st[0] in PARAMS):
-            raise ValueError(f"calib_stages: each stage is (param, values) with param in {PARAMS} "
-                             f"and values a list of numbers or 'refine', got {st!r}")
-        vals = st[1]
-        if vals != "refine":
-            vals = tuple(float(v) for v in vals)
-            if len(vals) < 1 or not all(np.isfinite(vals)):
-                raise ValueError(f"calib_stages: stage {st[0]!r} needs finite values, got {st[1]!r}")
-            if st[0] == "scale" and min(vals) <= 0:
-                raise ValueError(f"calib_stages: scales must be > 0, got {vals}")
-            if st[0] == "width" and min(vals) < 0:
-                raise ValueError(f"calib_stages: widths must be >= 0, got {vals}")
-        out.append((st[0], vals))
-    return tuple(out)
+def _number_or_array(name: str, value, scalar: bool = False):
+    """A number (or, unless ``scalar``, an array of numbers) as given, or a clear error for
+    strings, lists where a scalar is expected, and other non-numbers (concrete values)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if scalar and arr.ndim != 0:
+        raise ValueError(f"{name} must be a single number (one threshold for every iteration), "
+                         f"got {value!r}. Fix: e.g. {name}=1e-3")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if name == "noise_level" and (np.any(arr < 0) or np.any(arr > 1)):
+        raise ValueError(f"noise_level={value!r} is outside [0, 1]: it is the noise std of y on "
+                         "the [0, 1] scale. Fix: divide 8-bit levels by 255 (2.55/255)")
+    return value
 
 
 class Trajectory(NamedTuple):
@@ -420,7 +429,7 @@ class Trajectory(NamedTuple):
       x, v: the x-step and prior outputs, ``(T, B, H, W, C)`` (``None`` unless keep_images).
       a_loss: ``mean ||A x + g - y||^2`` per image after the A-step, ``(T, B)``.
       a_dev: ``||A - I||_F / sqrt(n)`` per image, ``(T, B)``.
-      psnr: PSNR in dB of ``clip(v, 0, 1)`` against ``clean`` (float, no quantisation),
+      psnr: PSNR in dB of the clipped result of iteration t (``v``; RED: ``x``) against ``clean`` (float, no quantisation),
         ``(T, B)``; ``None`` when no clean image was given.
       active: whether each image was still iterating at iteration t, ``(T, B)`` bool (all true
         without a stopping rule); ``active.sum(0)`` is the number of iterations each image ran.
@@ -433,6 +442,9 @@ class Trajectory(NamedTuple):
         ``width`` (the given kernel: 1, 0, 0), ``gain`` (how much the criterion improved on the
         given kernel; 0 when kept) and ``kept`` (True when the given kernel was kept because no
         candidate beat it by more than ``calib_margin``).
+      x_residual: with an operator that has no closed-form solve, the relative residual of the
+        CG x-step per iteration and image, ``(T, B)``.
+      out_range: the result's ``(min, max)`` per image before clipping, ``(B, 2)``.
     """
 
     x: Optional[jax.Array]
@@ -445,45 +457,19 @@ class Trajectory(NamedTuple):
     kernel: Optional[jax.Array] = None
     kernel_err: Optional[jax.Array] = None
     calib: Optional[dict] = None
+    x_residual: Optional[jax.Array] = None
+    out_range: Optional[jax.Array] = None
+
 
 
 # ------------------------------------------------------------------------------ the loop
 def _psnr(v, clean):
-    from .metrics import psnr  # the one owner of PSNR
-
-    return psnr(jnp.clip(v, 0.0, 1.0), clean)
-
-
-def augment(x: jax.Array, mode: int) -> jax.Array:
-    """DPIR's ``augment_img_tensor4`` on NHWC batches: the ``mode``-th (0..7) flip/rotation.
-
-    0 identity, 1 flipud(rot90), 2 flipud, 3 rot270, 4 flipud(rot180), 5 rot90, 6 rot180,
-    7 flipud(rot270); rotations turn H towards W (torch ``rot90(k, [2, 3])``), flips are on H."""
-    def rot(a, k):
-        return jnp.rot90(a, k, axes=(1, 2))
-
-    def flip(a):
-        return jnp.flip(a, axis=1)
-
-    if mode == 0:
-        return x
-    if mode == 2:
-        return flip(x)
-    k = {1: 1, 3: 3, 4: 2, 5: 1, 6: 2, 7: 3}[mode]
-    return flip(rot(x, k)) if mode in (1, 4, 7) else rot(x, k)
-
-
-def augment_inverse(mode: int) -> int:
-    """The mode that undoes :func:`augment`'s ``mode`` (3 and 5 undo each other)."""
-    return {3: 5, 5: 3}.get(mode, mode)
+    return _psnr_metric(jnp.clip(v, 0.0, 1.0), clean)
 
 
 def _initial(op, y):
-    """The operator's natural starting image for ``y`` (``y`` itself when shapes agree)."""
-    init = getattr(op, "initial", None)
-    if callable(init):
-        return init(y)
-    return y if jax.eval_shape(op.adjoint, y).shape == y.shape else op.adjoint(y)
+    """The operator's natural starting image for ``y`` (:meth:`Operator.initial`)."""
+    return op.initial(y)
 
 
 def _freeze(active, new, old):
@@ -495,159 +481,88 @@ def _freeze(active, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def _dpir_schedule_jnp(iters: int, noise) -> tuple[jax.Array, jax.Array]:
-    """:func:`dpir_schedule` (geometric) for a traced noise level."""
-    floor = jnp.maximum(noise, 0.255 / 255)
-    t = jnp.linspace(0.0, 1.0, iters)
-    sigma = jnp.exp(jnp.log(49 / 255) * (1 - t) + jnp.log(floor) * t)
-    return sigma, 0.23 * floor ** 2 / sigma ** 2
-
-
-def _calibrate(prior: Network, y: jax.Array, op, cfg: Config):
-    """``calibrated`` mode's search (:mod:`dynpnp_jax.calibration`): returns the Blur with the
-    chosen kernels and the chosen family parameters."""
-    from . import calibration as cal
-    from .operators import Blur
-
-    b, h, w, _ = y.shape
-    size = cfg.calib_size
-    k_given = jnp.broadcast_to(op.k, (b,) + op.k.shape[1:])
-    c = min(cfg.calib_crop, h, w)
-    top, left = (h - c) // 2, (w - c) // 2
-    y_c = y[:, top:top + c, left:left + c, :]
-    sig, rho = _dpir_schedule_jnp(cfg.calib_iters, cfg.noise)
-    coarse = Config(mode="dpir", iters=cfg.calib_iters, x_step="exact", a_step="none",
-                    operator="identity", keep_images=False, clip_output=False,
-                    has_sigma=True, delta=jnp.zeros_like(sig), mu=rho, alpha=jnp.zeros_like(sig),
-                    sigma=sig, relax=jnp.ones_like(sig), inertia=jnp.zeros_like(sig),
-                    tol=jnp.float32(0), noise=cfg.noise)
-    margin = min(size // 2 + 4, c // 4)  # the crop is not periodic: score its interior only
-    var_n = jnp.maximum(cfg.noise, 0.255 / 255) ** 2
-
-    def kernels_for(theta):
-        return jax.vmap(cal.warp_kernel, in_axes=(0, None, 0, 0, 0))(
-            k_given, size, theta["scale"], theta["angle"], theta["width"])
-
-    def score(theta):
-        kern = kernels_for(theta)
-        if cfg.calib_criterion == "likelihood":
-            return cal.likelihood_score(y, kern, jnp.square(cfg.noise),
-                                        frame=cfg.boundary == "unknown")
-        opc = Blur(k=kern)
-        out, _ = _restore({"prior": prior, "A": opc}, y_c, coarse, None)
-        return cal.calibration_score(opc(out) - y_c, out, var_n, margin)
-
-    theta = cal.search(score, b, cfg.calib_stages, cfg.calib_grid, cfg.calib_margin,
-                       sequential=cfg.calib_criterion == "likelihood")
-    return Blur(k=kernels_for({p: theta[p] for p in cal.PARAMS})), theta
+def _norm(a):
+    return jnp.sqrt(jnp.sum(a * a, axis=tuple(range(1, a.ndim))))
 
 
 def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array],
              true_a=None):
+    alg = algorithms.get(cfg.mode)
     prior: Network = params["prior"]
     noise: Network = params.get("noise") or prior
     b = y.shape[0]
     op = params.get("A")
     if op is None:
         op = make_operator(cfg.operator, y.shape, kernel_size=cfg.kernel_size)
-    calib = None
-    if cfg.mode == "calibrated":
-        op, calib = _calibrate(prior, y, op, cfg)
+    prepared = None
+    if alg.prepare is not None:
+        op, prepared = alg.prepare(params, y, op, cfg, _restore)
+    y_obs = y
     pads = obs = None
     if cfg.boundary == "unknown":  # restore the frame plus the kernel's reach (boundary.py)
-        from .operators import Blur
-
         pads = bd.margins(op.k.shape, y.shape[1], y.shape[2])
-        op = Blur(k=op.k)  # circular on the extended grid: no wrap reaches the frame
+        op = op.replace(boundary="circular")  # circular on the extended grid: no wrap reaches the frame
         y, obs = bd.extend(y, pads)
 
     def frame(a):
         return a if pads is None else bd.crop(a, pads)
+
+    p = Problem(cfg=cfg, prior=prior, obs=obs, b=b)
     uses_g = cfg.a_step != "none"
     g = noise.noise(y, jnp.broadcast_to(cfg.sigma[0], (b,))) if uses_g else jnp.zeros_like(y)
-    x_step = steps.X_STEPS.get(cfg.x_step)
     a_step = steps.A_STEPS[cfg.a_step]
+    has_kernel = has(op, "kernel")
 
-    if cfg.mode == "authors":
-        x0 = op.adjoint(y)
-        v0 = jnp.zeros_like(x0)
-    elif cfg.mode == "gradient":
-        x0 = v0 = op.adjoint(y)
-    elif cfg.mode in ("dpir", "calibrated"):
-        x0 = v0 = _initial(op, y)
-    else:  # prior / static / hqs start the prior from y
-        x0, v0 = y, y
-
-    def prior_fn(x, sigma_t, t):
-        s = jnp.broadcast_to(sigma_t, (b,))
-        if not cfg.ensemble:
-            return steps.prior_step(prior, x, s)
-        branches = [lambda xx, ss, k=k: augment(steps.prior_step(prior, augment(xx, k), ss),
-                                                augment_inverse(k)) for k in range(8)]
-        return jax.lax.switch(t % 8, branches, x, s)
-
-    def step(x, v, vprev, op, hp):
-        delta, mu, alpha, sigma, relax, inertia, t = hp
+    def one(state, op, hp):
         # unknown boundary: y on the frame, the current estimate's blur on the margin
-        y_t = y if obs is None else bd.complete(y, obs, op(v))
-        v_in = v + inertia * (v - vprev) if cfg.relaxed else v  # extrapolated prior term
-        if cfg.mode in ("prior", "static"):
-            x_new = v
-        else:
-            x_new = x_step(op, x, y_t, v_in, delta, mu, cg_iters=cfg.cg_iters)
-            if obs is not None and cfg.x_step == "exact":  # the exact masked x-step
-                x_new = bd.masked_solve(op, y, obs, v_in, mu, x_new, cfg.boundary_iters)
-        v_new = prior_fn(x_new, sigma, t)
-        if cfg.relaxed:  # relaxed prior step
-            v_new = x_new + relax * (v_new - x_new)
-        a_in = x_new if cfg.a_input == "x" else v_new
-        op_new = a_step(op, a_in, v_new, y_t, g, alpha)
-        return x_new, v_new, op_new
-
-    def norm(a):
-        return jnp.sqrt(jnp.sum(a * a, axis=tuple(range(1, a.ndim))))
-
-    has_kernel = hasattr(op, "k") and not hasattr(op, "m")
+        y_t = y if obs is None else bd.complete(y, obs, op(alg.result(state)))
+        new, info = alg.step(p, state, op, y_t, hp)
+        a_in = new.x if cfg.a_input == "x" else new.v
+        return new, a_step(op, a_in, new.v, y_t, g, hp.alpha), info
 
     def body(carry, hp):
-        x, v, vprev, op, active = carry
+        state, op, active = carry
         if cfg.stop:  # skip the work once every image has stopped
-            x_new, v_new, op_new = jax.lax.cond(jnp.any(active), lambda: step(x, v, vprev, op, hp),
-                                                lambda: (x, v, op))
+            shapes = jax.eval_shape(one, state, op, hp)[2]
+            new, op_new, info = jax.lax.cond(
+                jnp.any(active), lambda: one(state, op, hp),
+                lambda: (state, op, jax.tree_util.tree_map(
+                    lambda s: jnp.zeros(s.shape, s.dtype), shapes)))
         else:
-            x_new, v_new, op_new = step(x, v, vprev, op, hp)
-        vprev_new = v if cfg.relaxed else vprev
-        rel = norm(x_new - x) / jnp.maximum(norm(x), 1e-12)
+            new, op_new, info = one(state, op, hp)
+        rel = _norm(new.x - state.x) / jnp.maximum(_norm(state.x), 1e-12)
         if cfg.stop:
-            x_new, v_new, op_new, vprev_new = _freeze(active, (x_new, v_new, op_new, vprev_new),
-                                                      (x, v, op, vprev))
+            new, op_new = _freeze(active, (new, op_new), (state, op))
             rel = jnp.where(active, rel, 0.0)
-        a_in = x_new if cfg.a_input == "x" else v_new
+        a_in = new.x if cfg.a_input == "x" else new.v
+        out = frame(alg.result(new))
         rec = dict(a_loss=steps.a_loss(op_new, a_in, y, g) if uses_g else jnp.zeros((b,)),
                    a_dev=jnp.broadcast_to(op_new.deviation(), (b,)), active=active,
-                   rel_change=rel)
+                   rel_change=rel, **info)
         if true_a is not None and has_kernel:
-            from .calibration import kernel_distance
-
-            rec["kernel_err"] = kernel_distance(jnp.broadcast_to(op_new.k, (b,) + op_new.k.shape[1:]),
-                                                jnp.broadcast_to(true_a.k, (b,) + true_a.k.shape[1:]))
+            rec["kernel_err"] = calibration.kernel_distance(
+                jnp.broadcast_to(op_new.k, (b,) + op_new.k.shape[1:]),
+                jnp.broadcast_to(true_a.k, (b,) + true_a.k.shape[1:]))
         if cfg.keep_images:
-            rec.update(x=frame(x_new), v=frame(v_new))
+            rec.update(x=frame(new.x), v=frame(new.v))
         if clean is not None:
-            rec["psnr"] = _psnr(frame(v_new), clean)
+            rec["psnr"] = _psnr(out, clean)
         if cfg.stop:
             active = active & (rel >= cfg.tol)
-        return (x_new, v_new, vprev_new, op_new, active), rec
+        return (new, op_new, active), rec
 
-    hps = (cfg.delta, cfg.mu, cfg.alpha, cfg.sigma, cfg.relax, cfg.inertia, jnp.arange(cfg.iters))
-    vprev0 = v0 if cfg.relaxed else jnp.zeros((), v0.dtype)  # only the relaxed loop needs it
-    (x, v, _, op, _), rec = jax.lax.scan(body, (x0, v0, vprev0, op, jnp.ones((b,), bool)), hps)
-    v = frame(v)
-    out = jnp.clip(v, 0.0, 1.0) if cfg.clip_output else v
+    hps = Numbers(cfg.delta, cfg.mu, cfg.alpha, cfg.sigma, cfg.relax, cfg.inertia,
+                  jnp.arange(cfg.iters))
+    state0 = alg.init(p, op, y)
+    (state, op, _), rec = jax.lax.scan(body, (state0, op, jnp.ones((b,), bool)), hps)
+    raw = frame(alg.result(state))
+    out = jnp.clip(raw, 0.0, 1.0) if cfg.clip_output else raw
+    axes = tuple(range(1, raw.ndim))
     traj = Trajectory(x=rec.get("x"), v=rec.get("v"), a_loss=rec["a_loss"], a_dev=rec["a_dev"],
                       psnr=rec.get("psnr"), active=rec["active"], rel_change=rec["rel_change"],
                       kernel=op.k if has_kernel else None, kernel_err=rec.get("kernel_err"),
-                      calib=calib)
+                      calib=prepared, x_residual=rec.get("x_residual"),
+                      out_range=jnp.stack([jnp.min(raw, axis=axes), jnp.max(raw, axis=axes)], -1))
     return out, traj
 
 
@@ -667,8 +582,8 @@ def _resolve_boundary(params: dict, cfg: Config) -> Config:
     op = params.get("A")
     b = cfg.boundary
     if b == "auto":
-        b = getattr(op, "boundary", "circular") if type(op).__name__ == "Blur" else "circular"
-    elif b == "unknown" and type(op).__name__ != "Blur":
+        b = getattr(op, "boundary", "circular") if has(op, "unknown_boundary") else "circular"
+    elif b == "unknown" and not has(op, "unknown_boundary"):
         raise ValueError(f"boundary='unknown' extends the frame by the blur kernel's reach: it "
                          f"needs params['A'] = Blur.from_kernel(k, ...), got "
                          f"{type(op).__name__ if op is not None else 'no operator'}. Fix: pass "
@@ -676,39 +591,31 @@ def _resolve_boundary(params: dict, cfg: Config) -> Config:
     return cfg.replace(boundary=b)
 
 
-def _resolve_calibration(params: dict, cfg: Config) -> Config:
-    """``calibrated`` mode: default stages and kernel support from the given kernel (static)."""
-    if cfg.mode != "calibrated":
-        return cfg
-    from .calibration import (LIKELIHOOD_MARGIN, LIKELIHOOD_MARGIN_FRAME, default_stages, is_delta,
-                              support_size)
-
-    if cfg.calib_margin is None:  # the criterion's default, set on training images
-        cfg = cfg.replace(calib_margin=0.0 if cfg.calib_criterion != "likelihood" else
-                          LIKELIHOOD_MARGIN_FRAME if cfg.boundary == "unknown" else
-                          LIKELIHOOD_MARGIN)
-
-    k = params["A"].k
-    stages = cfg.calib_stages
-    if not stages:
-        if not is_concrete(k):
-            raise ValueError("calibrated mode: with a traced kernel, give calib_stages explicitly")
-        stages = default_stages(is_delta(k), cfg.calib_grid, cfg.calib_criterion)
-    size = cfg.calib_size
-    kmax = max(k.shape[1:])
-    if size and size < kmax:
-        raise ValueError(f"calib_size={size} is smaller than the given kernel ({k.shape[1]}x"
-                         f"{k.shape[2]}): the calibrated kernel's support must hold it. Fix: "
-                         f"calib_size >= {kmax + 1 - kmax % 2} (or 0: from the given kernel and "
-                         f"the scales searched)")
-    if not size:
-        size = support_size(k.shape[1:], stages)
-    return cfg.replace(calib_stages=stages, calib_size=int(size))
-
-
 # ------------------------------------------------------------------------------ validation
 def _is_operator(op) -> bool:
     return all(callable(getattr(op, m, None)) for m in ("__call__", "adjoint", "normal_solve"))
+
+
+LINEARITY_RTOL = 1e-3
+
+
+def _check_linear(op, y_shape) -> None:
+    """A user's operator given by its forward alone must be linear: checked on a random pair
+    (concrete values; the adjoint, the A-loss gradient and CG all assume it)."""
+    if type(op).adjoint is not Operator.adjoint or not is_concrete(op):
+        return
+    shape = op.input_shape(tuple(y_shape))
+    rng = np.random.RandomState(0)
+    x1, x2 = (jnp.asarray(rng.uniform(0, 1, shape), jnp.float32) for _ in range(2))
+    a, c = 0.7, -1.3
+    lhs = np.asarray(op(a * x1 + c * x2), np.float64)
+    rhs = a * np.asarray(op(x1), np.float64) + c * np.asarray(op(x2), np.float64)
+    err = np.linalg.norm(lhs - rhs) / max(np.linalg.norm(rhs), 1e-12)
+    if not np.isfinite(err) or err > LINEARITY_RTOL:
+        raise ValueError(f"params['A'] ({type(op).__name__}) is not linear: A(a x1 + c x2) differs "
+                         f"from a A(x1) + c A(x2) by {err:.3g} (relative) on a random pair. Its "
+                         "adjoint, the A-loss gradient and the CG x-step assume a linear forward. "
+                         "Fix: remove offsets, clipping or other non-linear parts from __call__")
 
 
 def validate(params: dict, y, cfg: Config, clean=None):
@@ -728,24 +635,30 @@ def validate(params: dict, y, cfg: Config, clean=None):
     prior: Network = params["prior"]
     y = check_images("y", y)
     op = params.get("A")
+    alg = algorithms.get(cfg.mode)
+    tr = alg.traits
     if op is not None:
         if not _is_operator(op):
             raise TypeError(f"params['A'] must be an operator (dynpnp_jax.operators: Blur, "
-                            f"Downsample, Mask, ...), got {type(op).__name__}")
-        if cfg.mode == "calibrated" and type(op).__name__ != "Blur":
-            raise ValueError(f"mode='calibrated' refines a blur kernel: params['A'] must be a "
-                             f"Blur (Blur.from_kernel(k_given, batch)), got {type(op).__name__}")
-        if cfg.mode in ("authors", "prior", "static", "hqs") and not (
-                cfg.mode == "authors" and type(op).__name__ == "RowMix"):
+                            f"Downsample, Mask, ..., or a subclass of Operator defining __call__), "
+                            f"got {type(op).__name__}")
+        missing = [c for c in tr.requires if not has(op, c)]
+        if missing:
+            raise ValueError(f"mode={cfg.mode!r} needs an operator with {missing} (a Blur: "
+                             f"Blur.from_kernel(k_given, batch)), got {type(op).__name__}")
+        if tr.takes_operator == "none" or (tr.takes_operator == "rowmix"
+                                           and not isinstance(op, RowMix)):
             raise ValueError(f"mode={cfg.mode!r} does not take an operator A; use mode='dpir' "
                              "(known degradation) or 'gradient' with params['A']")
         try:
             x_shape = jax.eval_shape(op.adjoint, jax.ShapeDtypeStruct(y.shape, jnp.float32)).shape
         except (ValueError, TypeError) as err:
             raise ValueError(f"params['A'] does not fit y of shape {tuple(y.shape)}: {err}") from err
+        op.check_values()
+        _check_linear(op, y.shape)
     else:
-        if cfg.mode == "calibrated":
-            raise ValueError("mode='calibrated' needs the given kernel: params['A'] = "
+        if tr.needs_operator:
+            raise ValueError(f"mode={cfg.mode!r} needs the given kernel: params['A'] = "
                              "Blur.from_kernel(k_given, batch) (a 1x1 delta if none is known)")
         x_shape = tuple(y.shape)
     if clean is not None:
@@ -769,7 +682,7 @@ def validate(params: dict, y, cfg: Config, clean=None):
                          "level as an input: give make_config(..., sigma=noise_std) on the [0, 1] "
                          "scale (e.g. 25/255), or noise_level=..., or use mode='dpir'")
     h, w = x_shape[1:3]
-    if needs_landscape(x_shape, mode=cfg.mode, a_step=cfg.a_step):
+    if needs_landscape(x_shape, mode=cfg.mode, a_step=cfg.a_step, operator=cfg.operator):
         raise ValueError(f"mode={cfg.mode!r} with the row-mix A needs width >= height, got "
                          f"y of {h}x{w}; rotate portrait images by 90 degrees "
                          "(np.rot90(y, axes=(1, 2))) as the authors protocol does")
@@ -778,9 +691,8 @@ def validate(params: dict, y, cfg: Config, clean=None):
     check_size = getattr(prior.module, "check_size", None)
     if callable(check_size):
         check_size(h, w)
-    if cfg.ensemble and prior.tile:
-        pass  # tiles are square-agnostic: nothing to check
     return y, clean
+
 
 
 def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
@@ -809,14 +721,53 @@ def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
     Works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (e.g. over ``cfg.with_values(...)``).
     """
     y, clean = validate(params, y, cfg, clean)
-    cfg = _resolve_calibration(params, _resolve_boundary(params, cfg.normalized()))
-    if cfg.mode == "calibrated":
-        crop = min(cfg.calib_crop, y.shape[1], y.shape[2])
-        if cfg.calib_size > crop:
-            raise ValueError(f"calibrated mode: the calibrated kernel's support ({cfg.calib_size}"
-                             f" px) does not fit the {crop} px crop of the search; use a larger "
-                             f"calib_crop (>= {cfg.calib_size}, at most the image) or a smaller "
-                             "calib_size")
+    cfg = _resolve_boundary(params, cfg.normalized())
+    alg = algorithms.get(cfg.mode)
+    if alg.resolve is not None:
+        cfg = alg.resolve(params, y.shape, cfg)
     out, traj = _restore_jit(params, y, cfg, clean, true_A)
     check_finite_output("restore", out)
+    check_converged(traj, params.get("A"), y)
     return out, traj
+
+
+def check_converged(traj: "Trajectory", op=None, y=None) -> None:
+    """Raise ``FloatingPointError`` when a concrete run diverged although its result may look
+    finite: a non-finite operator deviation or A-loss (the A-step blew up), or a result before
+    clipping more than :data:`DIVERGED_MARGIN` beyond both [0, 1] and the range of ``y``. Warn
+    when the CG x-step of an operator without a closed-form solve stopped above its
+    tolerance."""
+    if not is_concrete((traj.a_dev, traj.a_loss, traj.out_range)):
+        return
+    for name, arr in (("operator deviation (a_dev)", traj.a_dev), ("A-loss", traj.a_loss)):
+        a = np.asarray(arr)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            t, i = np.argwhere(bad)[0]
+            raise FloatingPointError(
+                f"the loop diverged: the {name} of image {int(i)} is not finite from iteration "
+                f"{int(t) + 1}. The A-step is unstable: use a smaller alpha (e.g. 1e-5), or "
+                "alpha=0 to keep A; a diverged run is never scored")
+    rng = np.asarray(traj.out_range)
+    lo, hi = 0.0, 1.0
+    if y is not None and is_concrete(y):
+        lo, hi = min(lo, float(np.min(y))), max(hi, float(np.max(y)))
+    lo, hi = lo - DIVERGED_MARGIN, hi + DIVERGED_MARGIN
+    far = (rng[:, 0] < lo) | (rng[:, 1] > hi)
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise FloatingPointError(
+            f"the loop diverged: the result of image {i} spans [{rng[i, 0]:.3g}, {rng[i, 1]:.3g}] "
+            f"before clipping, far outside the data (allowed [{lo:.3g}, {hi:.3g}]: [0, 1] and the "
+            f"range of y, widened by {DIVERGED_MARGIN:g}). Check the step sizes (delta, alpha), "
+            "the number of iterations and the operator; a diverged run is never scored")
+    if traj.x_residual is not None and op is not None and is_concrete(traj.x_residual):
+        res = float(np.max(np.asarray(traj.x_residual)))
+        tol = float(getattr(op, "cg_tol", 0.0))
+        if res > 10 * tol:
+            warnings.warn(
+                f"the CG x-step of {type(op).__name__} stopped at relative residual {res:.3g}, "
+                f"above its tolerance cg_tol={tol:g} (Trajectory.x_residual has every "
+                f"iteration's): raise the operator's cg_maxiter (now {op.cg_maxiter}) or give it "
+                "a closed-form normal_solve", RuntimeWarning, stacklevel=3)
+

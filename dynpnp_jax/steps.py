@@ -11,7 +11,8 @@ x-steps share one signature ``x_step(op, x, y, v, delta, mu, *, cg_iters) -> x``
   identity and gain maps, FFT for a convolution, a dense solve for the row-mix.
 * ``fft``      -- ``exact`` restricted to the convolution operator (as in IRCNN/DPIR).
 * ``cg``       -- ``cg_iters`` conjugate-gradient steps on the same normal equations, warm-started
-  at the current ``x`` (the paper mentions CG in section 3.2).
+  at the current ``x`` (the paper mentions CG in section 3.2); a ``lax`` loop (at most
+  :data:`CG_ITERS_MAX` steps), so its length never unrolls into the compiled program.
 
 The prior step is ``v = prior(x, sigma_t)`` (Eq. 7), with the plugged network (``sigma_t`` reaches
 noise-conditioned networks only).
@@ -32,10 +33,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .operators import Convolution, RowMix, _per_image
+from . import calibration
+from .operators import RowMix, _per_image, has
 
 Array = jax.Array
+CG_ITERS_MAX = 1000  # x_step='cg': a bound on cg_iters (a warm-started handful is the use)
 
 
 # ---------------------------------------------------------------------------------- x-steps
@@ -55,9 +59,9 @@ def x_exact(op, x, y, v, delta, mu, *, cg_iters: int = 0):
 
 
 def x_fft(op, x, y, v, delta, mu, *, cg_iters: int = 0):
-    if not isinstance(op, Convolution):
-        raise ValueError(f"x_step='fft' needs operator='conv', got {type(op).__name__}; "
-                         "use x_step='exact' for the other operators")
+    if not has(op, "fft"):
+        raise ValueError(f"x_step='fft' needs a circular convolution (operator='conv', Blur), got "
+                         f"{type(op).__name__}; use x_step='exact' for the other operators")
     return x_exact(op, x, y, v, delta, mu)
 
 
@@ -72,21 +76,38 @@ def x_cg(op, x, y, v, delta, mu, *, cg_iters: int = 3):
         return jnp.sum(a * b, axis=(1, 2, 3), keepdims=True)
 
     r = op.adjoint(y) + m * v - normal(x)
-    p = r
-    rs = dot(r, r)
-    for _ in range(cg_iters):  # a handful of steps: unrolled
+
+    def body(_, c):
+        x, r, p, rs = c
         ap = normal(p)
         step = rs / jnp.maximum(dot(p, ap), 1e-30)
         x = x + step * p
         r = r - step * ap
         rs_new = dot(r, r)
-        p = r + (rs_new / jnp.maximum(rs, 1e-30)) * p
-        rs = rs_new
+        return x, r, r + (rs_new / jnp.maximum(rs, 1e-30)) * p, rs_new
+
+    x, *_ = jax.lax.fori_loop(0, int(cg_iters), body, (x, r, r, dot(r, r)))
     return x
 
 
 X_STEPS = {"gradient": x_gradient, "authors": x_authors, "exact": x_exact, "fft": x_fft,
            "cg": x_cg}
+GRADIENT_X_STEPS = ("gradient", "authors")  # one gradient-like step: delta must keep it stable
+SOLVE_X_STEPS = ("exact", "fft", "cg")      # solve the normal equations: mu must be > 0
+
+
+def check_x_step(kind: str, values: dict, bad) -> None:
+    """Domain rules of an x-step ``kind`` on concrete per-iteration ``values`` (a dict of numpy
+    arrays); ``bad(name, condition, why, fix)`` raises."""
+    if kind in GRADIENT_X_STEPS:
+        bad("delta", values["delta"] <= 0, "the x-step size must be > 0", "Use e.g. delta=0.01")
+        bad("delta", values["delta"] * (1 + np.maximum(values["mu"], 0)) >= 2,
+            "the gradient x-step diverges when delta * (1 + mu) >= 2 (its contraction factor "
+            "1 - delta (1 + mu) leaves (-1, 1))", "Use a smaller delta")
+    elif kind in SOLVE_X_STEPS:
+        bad("mu", values["mu"] <= 0, "the exact x-step needs a penalty > 0 (A^T A alone is "
+            "singular for down-sampling and masks)", "Use mu > 0 (dpir_schedule gives DPIR's "
+            "values)")
 
 
 # ---------------------------------------------------------------------------------- prior
@@ -128,12 +149,10 @@ def a_authors(op, x, v, y, g, alpha):
 def a_kernel(op, x, v, y, g, alpha):
     """The paper's A-step on a blur kernel, projected onto kernels (``k >= 0``, sum 1, the given
     support): :func:`dynpnp_jax.calibration.a_step_kernel`."""
-    from .calibration import a_step_kernel
-
-    if not hasattr(op, "k") or hasattr(op, "m"):
+    if not has(op, "kernel"):
         raise ValueError(f"a_step='kernel' needs a blur operator (Blur, Downsample), got "
                          f"{type(op).__name__}")
-    return a_step_kernel(op, x, v, y, g, alpha)
+    return calibration.a_step_kernel(op, x, v, y, g, alpha)
 
 
 A_STEPS = {"none": a_none, "gradient": a_gradient, "authors": a_authors, "kernel": a_kernel}

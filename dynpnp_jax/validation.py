@@ -103,9 +103,12 @@ def check_finite_output(name: str, arr, *, what: str = "the restored images") ->
 
 
 def needs_landscape(shape, *, mode: str, a_step: str = "none", operator: str = "") -> bool:
-    """The authors' row-mix A (``authors`` mode or ``a_step='authors'``) needs width >= height:
-    portrait images are rotated by 90 degrees first (the one owner of this rule)."""
-    uses_rowmix = mode == "authors" or a_step == "authors"
+    """The authors' row-mix A (the operator of ``mode``'s algorithm, ``operator='rowmix'`` or
+    ``a_step='authors'``) needs width >= height: portrait images are rotated by 90 degrees first
+    (the one owner of this rule)."""
+    from . import algorithms  # the registry imports the solver's pieces, which import this module
+
+    uses_rowmix = "rowmix" in (algorithms.get(mode).operator, operator) or a_step == "authors"
     return bool(uses_rowmix and shape[-3] > shape[-2])
 
 

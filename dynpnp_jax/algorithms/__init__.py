@@ -1,0 +1,38 @@
+"""Plug-and-play algorithms as units: one module per family, one registry line each.
+
+Each module defines :class:`~dynpnp_jax.algorithms.base.Algorithm` records (state, ``init``,
+``step``, per-iteration numbers with defaults and domains, traits); :func:`dynpnp_jax.restore`
+scans the selected one. Adding an algorithm is a module and a line in :data:`ALGORITHMS`
+(docs/extending.md shows one).
+"""
+from __future__ import annotations
+
+from .admm import ADMM
+from .base import NUMBERS, Algorithm, Numbers, Problem, Traits, dpir_schedule
+from .calibrated import CALIBRATED
+from .drs import DRS
+from .dynamic import AUTHORS, GRADIENT
+from .hqs import DPIR, HQS
+from .network import PRIOR, STATIC
+from .pgd import PGD
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
+    AUTHORS, GRADIENT, PRIOR, STATIC, HQS, DPIR, CALIBRATED, ADMM, DRS, PGD)}
+
+
+def get(name: str) -> Algorithm:
+    """The algorithm registered as ``name`` (the config's ``mode``)."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"mode must be one of {tuple(ALGORITHMS)}, got {name!r}")
+    return ALGORITHMS[name]
+
+
+def names(**traits) -> tuple:
+    """Registered names, optionally those whose traits equal the given values
+    (``names(known_degradation=True)``)."""
+    return tuple(n for n, a in ALGORITHMS.items()
+                 if all(getattr(a.traits, k) == v for k, v in traits.items()))
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "NUMBERS", "Numbers", "Problem", "Traits", "dpir_schedule",
+           "get", "names"]
