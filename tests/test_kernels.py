@@ -425,3 +425,25 @@ def test_missing_and_odd_paths(tmp_path):
         K.levin(path=tmp_path)
     with pytest.raises(K.KernelFileNotFoundError, match=r"kernels_12\.mat not found"):
         K.kernels12(path=tmp_path)
+
+
+def test_eval_cli_prints_kernel_errors_cleanly(tmp_path, capsys):
+    """End to end: a bad --kernel (a huge motion line, a pickled .npy, a bad seed) is one usage
+    line naming the spec, the argument and the fix (exit status 2), before any image is read."""
+    from PIL import Image
+
+    from dynpnp_jax import eval as ev
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    Image.fromarray(np.full((32, 32), 100, np.uint8)).save(data / "a.png")
+    np.save(tmp_path / "obj.npy", np.array([{}], dtype=object), allow_pickle=True)
+    for spec, match in (("motion:1e6,45", "length: expected a motion length <= 1000"),
+                        (str(tmp_path / "obj.npy"), "is not a numeric kernel: it holds pickled"),
+                        ("shake:3,1e9", "size: expected a kernel size <= 1001")):
+        with pytest.raises(SystemExit) as info:
+            ev.main(["--task", "deblur", "--dataset", "folder", "--data-dir", str(data),
+                     "--kernel", spec, "--method", "input", "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and f"--kernel {spec}: " in err and match in err and "fix:" in err
+        assert "Traceback" not in err and not (tmp_path / "out").exists()
