@@ -288,6 +288,35 @@ def test_deblur_gray_file_output_and_log(tmp_path, capsys, ffdnet):
     assert rec["kernel_shape"] == [9, 9] and rec["prior"] == "ffdnet-gray"
 
 
+def test_deblur_auto_noise_floor(tmp_path, capsys, ffdnet):
+    """--noise auto on a blurred picture without noise: the estimate is below 1/255, the solver
+    gets the floor (1/255, or --noise-floor), and the message says so."""
+    pytest.importorskip("dynpnp_jax.noise_estimation")
+    from scipy.signal import fftconvolve
+
+    from dynpnp_jax import kernels
+
+    k = kernels.gaussian(1.6, 9)
+    frame = fftconvolve(_clean_crop(size=56, gray=True)[0, ..., 0], k, mode="valid")
+    src = tmp_path / "b.png"
+    imageio.write_image(src, frame)
+    np.save(tmp_path / "k.npy", k)
+    log = tmp_path / "log.jsonl"
+    for floor in ("1", "1.5"):
+        rc = restore_cli.main([str(src), "-o", str(tmp_path / f"o{floor}.png"), "--task", "deblur",
+                               "--kernel", str(tmp_path / "k.npy"), "--iters", "2",
+                               "--noise-floor", floor, "--log", str(log), "--no-progress"])
+        assert rc == 0
+    out = capsys.readouterr().out
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["noise"] for r in recs] == [1.0, 1.5]
+    assert all(r["noise_estimate"] < 1.0 and "floor" in r["noise_source"] for r in recs), recs
+    assert "(auto: estimate" in out and "floor)" in out
+    rc, err = _run([src, "-o", tmp_path / "x.png", "--task", "deblur", "--kernel",
+                    tmp_path / "k.npy", "--noise-floor", "nan"], capsys)
+    assert rc == 2 and "--noise-floor" in err
+
+
 def test_sr_and_inpaint(tmp_path, capsys, ffdnet):
     """SR x2 with the bicubic down-sampler: 96x96 from 48x48, closer to the truth than
     nearest-neighbour up-sampling; inpainting a colour crop with half its pixels missing (mask
