@@ -105,18 +105,20 @@ class TorchIRCNN(nn.Module):
 
 
 def _scale_(net: nn.Module, seed: int, gain: float) -> nn.Module:
-    """Seeded N(0, gain^2 / fan_in) weights (and small biases) in place; eval mode."""
-    g = torch.Generator().manual_seed(seed)
+    """Seeded N(0, gain^2 / fan_in) weights (and small biases) in place (numpy's generator: the
+    same numbers on every platform); eval mode."""
+    rng = np.random.default_rng(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
             if name.endswith("bias"):
-                p.copy_(0.01 * torch.randn(p.shape, generator=g))
+                p.copy_(torch.from_numpy(0.01 * rng.standard_normal(p.shape, np.float32)))
                 continue
             if isinstance(_owner(net, name), nn.ConvTranspose2d):
                 fan_in = p.shape[0]  # (in, out, kH, kW): each output sums `in` inputs
             else:
                 fan_in = p.shape[1] * p.shape[2] * p.shape[3]
-            p.copy_(torch.randn(p.shape, generator=g) * gain / np.sqrt(fan_in))
+            w = rng.standard_normal(p.shape, np.float32) * np.float32(gain / np.sqrt(fan_in))
+            p.copy_(torch.from_numpy(w))
     return net.eval()
 
 
@@ -130,7 +132,6 @@ def _owner(net: nn.Module, param_name: str) -> nn.Module:
 def random_drunet(channels: int = 1, features: Sequence[int] = (64, 128, 256, 512),
                   blocks: int = 4, seed: int = 0) -> TorchDRUNet:
     """A :class:`TorchDRUNet` with seeded random weights (gain 0.5: residual stacks stay O(1))."""
-    torch.manual_seed(seed)
     return _scale_(TorchDRUNet(channels, features, blocks), seed, 0.5)
 
 
@@ -138,7 +139,6 @@ def random_ircnn(channels: int = 1, seed: int = 0, gain: float = 1.4) -> TorchIR
     """A :class:`TorchIRCNN` with seeded random weights (per-layer gain ``gain``: at 1.4, about
     He's sqrt(2), the predicted noise is of the image's size; smaller gains give a gentler
     denoiser)."""
-    torch.manual_seed(seed)
     return _scale_(TorchIRCNN(channels), seed, gain)
 
 
