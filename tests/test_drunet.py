@@ -155,6 +155,20 @@ def test_missing_and_unexpected_keys_are_named(files):
         drunet_from_state_dict(bad, 1)
 
 
+def test_bad_sigma_and_input_are_named():
+    m = DRUNet(channels=1, features=(8, 16, 32, 64), blocks=1)
+    v = drunet_from_state_dict(_sd(random_drunet(1, features=(8, 16, 32, 64), blocks=1)), 1)
+    x = np.zeros((1, 16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match=r"sigma.*\[0, 1\] image scale.*divide the 8-bit"):
+        m.apply(v, x, 25.0)
+    with pytest.raises(ValueError, match=r"sigma.*finite and >= 0"):
+        m.apply(v, x, -0.1)
+    with pytest.raises(ValueError, match=r"`sigma` must have shape \(\) or \(B,\)"):
+        m.apply(v, x, np.zeros((3,), np.float32))
+    with pytest.raises(ValueError, match=r"3 channel\(s\) but this DRUNet takes 1.*drunet-color"):
+        m.apply(v, np.zeros((1, 16, 16, 3), np.float32), 0.1)
+
+
 def test_truncated_file_is_a_clear_error(files, tmp_path):
     cut = tmp_path / "drunet_gray.pth"
     cut.write_bytes(Path(files["gray"][1]).read_bytes()[:4096])
