@@ -61,6 +61,11 @@ def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = 
     return m
 
 
+# the most entries of one axis's dense resize matrix (float64: 512 MB); an 8192-pixel side
+# enlarged 1x, or 2048 enlarged 4x, fits
+MAX_MATRIX = 2 ** 26
+
+
 def _out_len(n: int, s: float) -> int:
     # MATLAB: ceil(scale * size); the tiny tolerance keeps 30 * 0.1 from becoming 4
     return max(1, int(math.ceil(n * s - 1e-9)))
@@ -103,6 +108,17 @@ def imresize(img, scale: float | None = None, *, output_shape=None, antialiasing
             raise ValueError(f"output_shape: expected (h, w) positive integers, got "
                              f"{output_shape!r}; fix: pass output_shape=(h, w)")
         scales = (out[0] / h, out[1] / w)
+    for axis in (0, 1):  # the dense (out, in) matrix, and the (out, taps) one of a tiny scale
+        n, sc = arr.shape[axis], scales[axis]
+        taps = math.ceil(4.0 / sc if (sc < 1 and antialiasing) else 4.0) + 2
+        need = out[axis] * max(n, taps)
+        if need > MAX_MATRIX:
+            raise ValueError(f"{'scale' if scale is not None else 'output_shape'}: resizing axis "
+                             f"{axis} from {n} to {out[axis]} pixels (scale {sc:.3g}) needs a "
+                             f"{out[axis]} x {max(n, taps)} matrix, {need} entries; expected at most "
+                             f"MAX_MATRIX = 2^26 ({MAX_MATRIX * 8 // 2 ** 20} MB of float64); fix: "
+                             "resize crops (tiles) of the image, or check the scale (scale=1/4 "
+                             "shrinks by 4)")
     x = arr.astype(np.float64)
     order = (0, 1) if scales[0] <= scales[1] else (1, 0)
     for axis in order:
