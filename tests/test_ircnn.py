@@ -211,6 +211,12 @@ def test_restore_dpir_runs_with_ircnn(loaded):
     assert out.shape == y.shape and np.all(np.isfinite(out))
     assert float(np.abs(out - y).max()) > 1e-3
     assert math.isfinite(float(out.mean()))
+    # another noise level: other sigmas, other denoisers, the same compiled loop
+    before = dp.compile_count()
+    out2, _ = dp.restore({"prior": net, "A": A}, y,
+                         dp.make_config("dpir", iters=3, noise_level=20 / 255))
+    assert dp.compile_count() == before
+    assert float(np.abs(np.asarray(out2) - out).max()) > 1e-4
 
 
 # ------------------------------------------------------------------ the released weights
