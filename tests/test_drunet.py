@@ -142,7 +142,8 @@ def test_wrong_channel_count_is_named(files, tmp_path, monkeypatch):
 
 def test_missing_and_unexpected_keys_are_named(files):
     sd = _sd(files["gray"][0])
-    broken = {k: v for k, v in sd.items() if k not in ("m_up2.3.res.2.weight", "m_body.1.res.0.weight")}
+    gone = ("m_up2.3.res.2.weight", "m_body.1.res.0.weight")
+    broken = {k: v for k, v in sd.items() if k not in gone}
     with pytest.raises(ValueError, match=r"missing keys \['m_body.1.res.0.weight', "
                                          r"'m_up2.3.res.2.weight'\]"):
         drunet_from_state_dict(broken, 1)

@@ -12,10 +12,11 @@ level ``2 (i + 1)``, and every state dict has KAIR's keys ``model.{0,2,4,...,12}
 KAIR's denoising demo (``main_test_ircnn_denoiser.py``) picks
 ``i = min(24, ceil(sigma255 / 2) - 1)``, DPIR's IRCNN variant (``main_dpir_*.py``)
 ``i = ceil(sigma * 255 / 2) - 1`` with sigma on the [0, 1] scale: the denoiser of the smallest
-trained level >= the noise level, i.e. level ``ceil(sigma * 255 / 2) * 2``. :meth:`IRCNN.level_index`
-computes the same, clipped to [0, 24] (levels 2..50; DPIR never asks outside), with a 1e-4
-tolerance so that a float32 sigma one rounding step above an even 8-bit level (24/255 ->
-23.9999 or 24.0001) picks that level, as float64 upstream does for exact levels.
+trained level >= the noise level, i.e. level ``ceil(sigma * 255 / 2) * 2``.
+:meth:`IRCNN.level_index` computes the same, clipped to [0, 24] (levels 2..50; DPIR never asks
+outside), with a 1e-4 tolerance so that a float32 sigma one rounding step above an even 8-bit
+level (24/255 -> 23.9999 or 24.0001) picks that level, as float64 upstream does for exact
+levels.
 
 :class:`IRCNN` stores the 25 denoisers stacked (every parameter has a leading axis of 25) and
 indexes them with a traced integer computed from ``sigma``, so under ``jax.jit`` a new sigma
@@ -244,7 +245,8 @@ def load_ircnn_file(path: str | Path) -> dict:
         import torch
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(f"reading {path} (an IRCNN file) needs torch: pip install "
-                          "'dynpnp_jax[convert]' (running converted weights needs no torch)") from err
+                          "'dynpnp_jax[convert]' (running converted weights needs no torch)"
+                          ) from err
     if not path.is_file():
         raise FormatError(f"{path} does not exist; expected KAIR's ircnn_gray.pth / "
                           f"ircnn_color.pth. {_FIX}")
