@@ -280,3 +280,27 @@ def test_check_stages_accepts_lists_and_matches_tuples():
     k2, th2 = cal.estimate_kernel(y, given, 0.01, stages=(("scale", (0.6, 0.75, 1.0)),))
     np.testing.assert_array_equal(np.asarray(k1), np.asarray(k2))
     assert float(th1["scale"][0]) == float(th2["scale"][0]) == 0.75
+
+
+def test_calibration_margins_cli_refuses_bad_arguments(capsys):
+    from dynpnp_jax.calibration_margins import main
+
+    for argv, match in ((["--limit", "-1"], "--limit: expected a number of images >= 0"),
+                        (["--noise", "nan"], "--noise: expected noise levels on the 8-bit scale"),
+                        (["--quantile", "2"], "--quantile: expected a fraction in [0, 1]")):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and match in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_margin_statistics_separates_right_from_wrong():
+    """The moved margin measurement on one synthetic power-law image: the search "improves" a
+    wrong (stretched) kernel by more than the right one."""
+    from dynpnp_jax.calibration_margins import margin_statistics
+
+    img = np.uint8(np.round(np.clip(_power_law_image(64), 0, 1) * 255))
+    st = margin_statistics([img], [kernels.gaussian(1.5, 9)], [2.55], wrong=(("scale", 1.3),),
+                           progress=False)
+    assert len(st["right"]) == 1 and len(st["wrong"]["scale=1.3"]) == 1
+    assert st["wrong"]["scale=1.3"][0] > st["right"][0] + 0.002, st
