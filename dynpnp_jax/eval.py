@@ -918,12 +918,16 @@ def _watch_interrupts() -> bool:
 
 def _cli() -> int:
     """``python -m dynpnp_jax.eval``: :func:`main` with Ctrl-C kept working."""
+    import signal
+
     _watch_interrupts()
     try:
         return main()
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C): stopped; nothing written", file=sys.stderr)
         return 130
+    finally:  # a late Ctrl-C must not hit the interpreter while it shuts down
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
