@@ -18,8 +18,16 @@ per-image values, mean PSNR per iteration, protocol, data, full config, package 
 ``results.csv``, ``results.md``, ``convergence.png``, ``examples.png`` and, with
 ``--save-images``, every restored image as an 8-bit PNG under ``images/<method>/``. Everything
 is written into a hidden folder beside ``--out`` that is renamed on success, so a failed run
-leaves nothing behind. A restored image with NaN/Inf is never scored: the run reports it and
-exits with status 1. Bad arguments exit with status 2 before anything runs.
+leaves nothing behind. ``--out`` may not be, contain or lie inside an input (``--data-dir``, the
+dataset's folders, ``--weights``, ``--config``), nor be or contain the repository, the current
+or home directory or the cache (refused before anything runs). The final rename never replaces
+what was not there when the run started: if ``--out`` appeared or changed meanwhile (a second
+run, a file put there), both are kept, the new results beside it as ``OUT-1/``, and the run
+exits with status 1 saying where; ``--overwrite`` deletes the earlier contents once the new
+results are in place and says so. A restored image with NaN/Inf (or a run that diverged, as
+``restore`` reports) is never scored: the run records it under ``failures``, prints it and
+exits with status 1. Bad arguments exit with status 2 before anything runs. Ctrl-C stops the
+run when the running compiled call returns; a second Ctrl-C quits at once (status 130).
 
 The JAX persistent compilation cache (``paths.cache_dir()/xla``) is on, so a second run skips
 most compilation; ``--no-compile-cache`` or ``DYNPNP_NO_COMPILE_CACHE=1`` turn it off.
