@@ -642,6 +642,11 @@ def validate(params: dict, y, cfg: Config, clean=None):
             raise TypeError(f"params['A'] must be an operator (dynpnp_jax.operators: Blur, "
                             f"Downsample, Mask, ..., or a subclass of Operator defining __call__), "
                             f"got {type(op).__name__}")
+        if any(leaf is op for leaf in jax.tree_util.tree_leaves(op)):
+            raise TypeError(f"params['A'] ({type(op).__name__}) is not a pytree, so it cannot ride "
+                            "in the compiled loop. Fix: decorate the class with "
+                            "@flax.struct.dataclass (parameters as fields, static settings as "
+                            "struct.field(pytree_node=False))")
         missing = [c for c in tr.requires if not has(op, c)]
         if missing:
             raise ValueError(f"mode={cfg.mode!r} needs an operator with {missing} (a Blur: "
