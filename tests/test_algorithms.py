@@ -276,7 +276,8 @@ def test_no_mode_string_is_compared_outside_its_module():
     the CLIs ask the registry's traits)."""
     root = Path(dp.__file__).parent
     names = "|".join(algorithms.ALGORITHMS)
-    pattern = re.compile(r"mode\w*\)?\s*(==|!=|not in|in)\s*\(?[^\n#]*[\"'](%s)[\"']" % names)
+    pattern = re.compile(r"mode\w*[\"']?\)?\]?\s*(==|!=|not in|in)\s*\(?[^\n#]*[\"'](%s)[\"']"
+                         % names)
     offenders = []
     for path in root.rglob("*.py"):
         if "algorithms" in path.parts:
