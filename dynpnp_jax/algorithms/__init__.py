@@ -15,9 +15,10 @@ from .dynamic import AUTHORS, GRADIENT
 from .hqs import DPIR, HQS
 from .network import PRIOR, STATIC
 from .pgd import PGD
+from .red import RED
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
-    AUTHORS, GRADIENT, PRIOR, STATIC, HQS, DPIR, CALIBRATED, ADMM, DRS, PGD)}
+    AUTHORS, GRADIENT, PRIOR, STATIC, HQS, DPIR, CALIBRATED, ADMM, DRS, PGD, RED)}
 
 
 def get(name: str) -> Algorithm:
