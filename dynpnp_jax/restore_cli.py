@@ -59,6 +59,7 @@ AUTO_TILE = 512
 SR_PAD = 8              # low-resolution pixels of reflection padding (plus the kernel's reach)
 MAX_NOISE = 100.0       # 8-bit units
 NOISE_FLOOR = 1.0       # 8-bit units: the least noise level --noise auto hands deblur and sr
+MAX_RETRIES = 3         # --noise auto: a diverged loop is run again at twice the level, this often
 
 __all__ = ["restore_photo", "main", "RestoreError", "read_mask", "estimate_noise"]
 
@@ -290,6 +291,10 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         A photograph's data misfit is more than its sensor noise (kernel error, JPEG, saturated
         lights), and the estimate of a compressed picture is often far below 1: DPIR's loop at
         such a level amplifies that misfit (measured: 26.blurred, estimate 0.36, diverged).
+        If the loop still diverges (the solver's range check: the result far outside the data's
+        range, e.g. ringing around saturated lights), an auto level is doubled and the picture
+        restored again, at most 3 times; ``report['retries']`` lists the levels that diverged.
+        A given level is never changed: the error says so.
 
     Returns:
       ``(restored, report)``: the restored picture (``(1, H', W', C)``: the input's size, or
@@ -355,7 +360,6 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     else:
         report["noise_source"] = "given"
     report["noise"] = level
-    sigma = level / 255.0
     # the working image and its operator
     pad = 0
     if task == "sr":
@@ -378,20 +382,38 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         bar = tqdm(total=report["iters"], desc="  iterations", unit="it", leave=False)
         net = _ticking(net)
         _TICK[0] = bar.update
-    try:
+    if calibrate and task != "deblur":
+        raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task deblur only")
+
+    def run(sigma):
         if task == "denoise":
             cfg = dp.make_config("prior", sigma=sigma)
             params = {"prior": net}
         else:
             mode = "calibrated" if (task == "deblur" and calibrate) else "dpir"
-            if calibrate and task != "deblur":
-                raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task "
-                                   "deblur only")
             kw = {"boundary": boundary} if task == "deblur" else {}
             cfg = dp.make_config(mode, report["iters"], noise_level=sigma, ensemble=bool(x8),
                                  keep_images=False, **kw)
             params = {"prior": net, "A": op}
-        out, traj = dp.restore(params, jnp.asarray(y), cfg)
+        return dp.restore(params, jnp.asarray(y), cfg)
+
+    try:
+        while True:
+            try:
+                out, traj = run(level / 255.0)
+                break
+            except FloatingPointError as err:
+                # auto level only: a diverged loop (the solver's own range check) is run again
+                # at twice the level, said in the report and by the command, at most 3 times
+                if report["noise_source"] == "given" or "diverged" not in str(err) or \
+                        len(report.get("retries", [])) >= MAX_RETRIES or task == "denoise":
+                    raise
+                report.setdefault("retries", []).append(level)
+                level = max(2 * level, NOISE_FLOOR)
+                report["noise"] = level
+                report["noise_source"] += f", diverged at {report['retries'][-1]:.2f}"
+                if bar is not None:
+                    bar.reset()
         out = np.asarray(out)
     finally:
         _TICK[0] = None
@@ -654,6 +676,7 @@ def _log(path, job: Job, rep: dict, written) -> None:
            "noise": round(float(rep["noise"]), 4), "noise_source": rep["noise_source"],
            "noise_estimate": (round(float(rep["noise_estimate"]), 4)
                               if "noise_estimate" in rep else None),
+           "diverged_at": rep.get("retries", []),
            "seconds": round(float(rep["seconds"]), 3), "iters": rep["iters"],
            "prior": rep["prior"], "tile": rep["tile"], "kernel_file": job.kernel,
            "mask_file": job.mask, "missing": rep.get("missing"),
@@ -690,8 +713,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"restore: error: {job.src}: {err}", file=sys.stderr)
                 return 2
             except (FloatingPointError, ValueError, MemoryError) as err:
-                tqdm.write(f"restore: failed on {job.src}: {type(err).__name__}: {err}; nothing "
-                           "written for it, going on with the others", file=sys.stderr)
+                hint = ""
+                if "diverged" in str(err):
+                    hint = (" (fix: a higher --noise, e.g. twice the level, or --noise auto, "
+                            "which doubles the level of a diverged loop)")
+                tqdm.write(f"restore: failed on {job.src}: {type(err).__name__}: {err}{hint}; "
+                           "nothing written for it, going on with the others", file=sys.stderr)
                 failed.append(job.src)
                 continue
             written = imageio.write_image(job.dst, out, info, bits=args.bits)

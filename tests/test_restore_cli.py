@@ -400,3 +400,41 @@ def test_noise_auto_is_the_estimate(tmp_path, capsys, ffdnet):
     assert 8 < want < 20  # the estimator sees the sigma-15 noise (clipped at 0 and 1)
     x, _ = imageio.read_image(tmp_path / "d.png")
     assert _psnr(x, clean) - _psnr(y8, clean) > 3.0
+
+
+def test_diverged_loop_retried_only_for_auto_noise(tmp_path, capsys, monkeypatch, ffdnet):
+    """A loop that diverges (the solver's FloatingPointError) is run again at twice an auto
+    level, and said so; a given level is never changed: that picture fails (exit 1, no output,
+    the fix named) and the next one is still restored."""
+    pytest.importorskip("dynpnp_jax.noise_estimation")
+    import dynpnp_jax as dp
+
+    real, seen = dp.restore, []
+
+    def diverges_once(params, y, cfg, **kw):
+        seen.append(float(cfg.noise) * 255)
+        if len(seen) == 1:
+            raise FloatingPointError("the loop diverged: (test)")
+        return real(params, y, cfg, **kw)
+
+    monkeypatch.setattr(dp, "restore", diverges_once)
+    rng = np.random.RandomState(0)
+    a, b = tmp_path / "in" / "a.png", tmp_path / "in" / "b.png"
+    a.parent.mkdir()
+    for p in (a, b):
+        imageio.write_image(p, np.clip(_clean_crop(gray=True) + rng.normal(0, 3 / 255, (1, 48, 48, 1)), 0, 1))
+    np.save(tmp_path / "k.npy", np.ones((3, 3)) / 9)
+    log = tmp_path / "log.jsonl"
+    rc = restore_cli.main([str(a), "-o", str(tmp_path / "o.png"), "--task", "deblur", "--kernel",
+                           str(tmp_path / "k.npy"), "--iters", "2", "--log", str(log),
+                           "--no-progress"])
+    out = capsys.readouterr().out
+    rec = json.loads(log.read_text())
+    assert rc == 0 and len(seen) == 2 and seen[1] == pytest.approx(2 * seen[0], rel=1e-5)
+    assert rec["diverged_at"] == [pytest.approx(seen[0], abs=1e-3)] and "diverged at" in out
+    seen.clear()
+    rc, err = _run([a, b, "-o", tmp_path / "given", "--task", "deblur", "--kernel",
+                    tmp_path / "k.npy", "--iters", "2", "--noise", "3"], capsys)
+    assert rc == 1 and seen == pytest.approx([3.0, 3.0], rel=1e-5)
+    assert "failed on" in err and "a.png" in err and "higher --noise" in err
+    assert _files(tmp_path / "given") == ["b.png"]
