@@ -348,10 +348,12 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                              "a string such as 'no' or 'False' is not a boolean")
     if noise_level is not None:
         noise_level = _number_or_array("noise_level", noise_level)
-    if tr.schedule and (sigma is None or mu is None):
+    if tr.schedule and any(val is None and name in alg.numbers
+                           for name, val in (("sigma", sigma), ("mu", mu))):
         if noise_level is None:
             raise ValueError(f"mode={mode!r} needs noise_level (the noise std of y on the [0, 1] "
-                             "scale, e.g. 2.55/255) to build its schedule, or both sigma= and mu=")
+                             "scale, e.g. 2.55/255) to build its schedule, or "
+                             + " and ".join(f"{n}=" for n in ("sigma", "mu") if n in alg.numbers))
         s_sched, rho_sched = dpir_schedule(int(iters), noise_level)
         sigma = s_sched if sigma is None else sigma
         mu = rho_sched if mu is None else mu
