@@ -11,6 +11,7 @@ from .admm import ADMM
 from .base import NUMBERS, Algorithm, Numbers, Problem, Traits, dpir_schedule
 from .calibrated import CALIBRATED
 from .drs import DRS
+from .fista import FISTA
 from .dynamic import AUTHORS, GRADIENT
 from .hqs import DPIR, HQS
 from .network import PRIOR, STATIC
@@ -18,7 +19,7 @@ from .pgd import PGD
 from .red import RED
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
-    AUTHORS, GRADIENT, PRIOR, STATIC, HQS, DPIR, CALIBRATED, ADMM, DRS, PGD, RED)}
+    AUTHORS, GRADIENT, PRIOR, STATIC, HQS, DPIR, CALIBRATED, ADMM, DRS, PGD, FISTA, RED)}
 
 
 def get(name: str) -> Algorithm:
