@@ -108,7 +108,7 @@ def test_converted_tree_matches_init(files, variant):
 def test_parity_and_level_selection(files, loaded, variant, hw):
     """Each image of a batch gets the denoiser KAIR's rule picks for its sigma; the output equals
     that PyTorch denoiser's (<= 1e-4) and differs from the neighbouring levels'; new sigmas never
-    recompile."""
+    recompile; a batch at one level (the fast branch) gives the same numbers."""
     nets = files[variant][0]
     c = VARIANTS[variant]
     sigmas = [1 / 255, 7.65 / 255, 24 / 255, 25 / 255, 49 / 255, 50 / 255]
@@ -128,6 +128,11 @@ def test_parity_and_level_selection(files, loaded, variant, hw):
     assert _prior._cache_size() == before
     i = _kair_index(sigmas[-1])
     np.testing.assert_allclose(again[:1], _torch(nets[i], x[:1]), atol=TOL)
+    # one level for the whole batch takes the shared-kernel branch: same numbers, no recompile
+    one = jnp.full((len(sigmas),), 25 / 255, jnp.float32)
+    same = np.asarray(_prior(loaded[variant], jnp.asarray(x), one))
+    assert _prior._cache_size() == before
+    np.testing.assert_allclose(same, _torch(nets[12], x), atol=TOL)
 
 
 def test_sigma_map_uses_its_per_image_mean(files):
