@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import algorithms
 from .operators import OPERATORS
 from .paths import OutputFile as OutFile
 
@@ -634,7 +635,8 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
 
 def evaluate_set3g(cfg_kwargs: dict, ensemble: bool = False, *, net=None, kernel_ids=None,
                    images=None, verbose: bool = False) -> dict:
-    """Mean PSNR of ``make_config(**cfg_kwargs, ensemble=ensemble)`` (``dpir`` mode) on Set3G
+    """Mean PSNR of ``make_config(**cfg_kwargs, ensemble=ensemble)`` (``dpir`` mode by default, or
+    another known-degradation algorithm: ``admm``, ``drs``, ...) on Set3G
     with the Levin kernels, DPIR's protocol (:func:`degrade_dpir`; the exact x-step with the true
     kernel; output clipped, rounded to uint8; PSNR on uint8 without border).
 
@@ -650,8 +652,10 @@ def evaluate_set3g(cfg_kwargs: dict, ensemble: bool = False, *, net=None, kernel
         raise ValueError("evaluate_set3g: cfg_kwargs must give noise_level (the noise std of the "
                          "degradation on the [0, 1] scale, e.g. 2.55/255)")
     kw.setdefault("mode", "dpir")
-    if kw["mode"] != "dpir":
-        raise ValueError(f"evaluate_set3g evaluates mode='dpir', got mode={kw['mode']!r}")
+    if not algorithms.get(kw["mode"]).traits.known_degradation:
+        raise ValueError(f"evaluate_set3g evaluates an algorithm for a known blur "
+                         f"({', '.join(algorithms.names(known_degradation=True))}), got "
+                         f"mode={kw['mode']!r}. Fix: mode='dpir'")
     kw["ensemble"] = bool(ensemble)
     kw["keep_images"] = False
     cfg = make_config(**kw)
