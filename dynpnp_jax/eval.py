@@ -804,7 +804,14 @@ def _after_fork_child() -> None:
 def main(argv=None) -> int:
     """The CLI. Exit status: 0 done, 1 a run failure (unreadable data, missing weights, a
     non-finite output, another process of the job failed), 2 a bad argument or config (nothing
-    written)."""
+    written), 130 interrupted (Ctrl-C). Called without ``argv`` (a console script, ``python -m``)
+    it also keeps Ctrl-C working during long compiled calls (:func:`_watch_interrupts`)."""
+    if argv is None:
+        return _cli()
+    return _main(argv)
+
+
+def _main(argv=None) -> int:
     from . import distributed
 
     parser = build_parser()
@@ -930,7 +937,7 @@ def _cli() -> int:
 
     _watch_interrupts()
     try:
-        return main()
+        return _main(None)
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C): stopped; nothing written", file=sys.stderr)
         return 130
