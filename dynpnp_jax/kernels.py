@@ -439,8 +439,8 @@ def _read_mat(p: Path, name) -> np.ndarray:
 def load_kernel(path, name: str | None = None) -> np.ndarray:
     """A kernel from a file, normalised to sum 1 (float32).
 
-    ``.npy``: the array (extra singleton axes dropped; a ``(1, n)`` line stays 2-D); image files (``.png``, ``.bmp``, ...): converted to
-    grayscale; ``.mat`` (MATLAB v5 via scipy, v7.3 via h5py, transposed back to MATLAB's
+    ``.npy``: the array (extra singleton axes dropped; a ``(1, n)`` line stays 2-D); image
+    files (``.png``, ``.bmp``, ...): converted to grayscale; ``.mat`` (MATLAB v5 via scipy, v7.3 via h5py, transposed back to MATLAB's
     orientation): the variable ``name``, or the first numeric 2-D one.
 
     Every bad file raises a :class:`KernelError` (a ``ValueError``) naming the file: not a file of
@@ -496,7 +496,8 @@ def _spec_size(v: float, spec: str, form: str) -> int:
     """The optional SIZE of a spec: a positive integer <= MAX_KERNEL_SIZE."""
     if not math.isfinite(v) or v != int(v) or v < 1:
         raise KernelError(f"spec: {spec!r}: expected {form} with SIZE a positive integer, got {v:g}; "
-                          f"fix: e.g. {form.split(':')[0]}:{ {'motion': '15,45,21'}.get(form.split(':')[0], '1.6,15')}")
+                          f"fix: e.g. {form.split(':')[0]}:"
+                          f"{ {'motion': '15,45,21'}.get(form.split(':')[0], '1.6,15')}")
     return _size(int(v))
 
 
