@@ -134,5 +134,14 @@ TASKS = {mode: tasks for mode, (tasks, _, _) in BASELINES.items()}
 def run_baseline(mode: str, problem) -> np.ndarray:
     """The baseline ``mode``'s output for ``problem`` (float32, the restored size)."""
     if mode not in BASELINES:
-        raise ValueError(f"unknown baseline {mode!r}; expected one of {sorted(BASELINES)}")
+        raise ValueError(f"mode: unknown baseline {mode!r}; expected one of {sorted(BASELINES)}; "
+                         "fix: pick one of those (wiener: deblur, bicubic: sr, interp: inpaint)")
+    need = {"wiener": "kernel", "bicubic": "kernel", "interp": "mask"}.get(mode)
+    meta = getattr(problem, "meta", None)
+    if need is not None and (not isinstance(meta, dict) or need not in meta
+                             or (mode == "bicubic" and "scale" not in meta)):
+        raise ValueError(f"problem: the {mode!r} baseline needs the degradation's {need} in "
+                         f"problem.meta ({mode} applies to {', '.join(TASKS[mode])} problems), got "
+                         f"meta keys {sorted(meta) if isinstance(meta, dict) else meta!r}; fix: run "
+                         f"it on a {TASKS[mode][0]} problem of the known-degradation protocol")
     return BASELINES[mode][1](problem)

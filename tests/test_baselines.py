@@ -44,8 +44,19 @@ def test_baselines_beat_the_input(task, cond, mode):
 
 
 def test_unknown_baseline():
-    with pytest.raises(ValueError, match="unknown baseline"):
+    with pytest.raises(ValueError, match=r"^mode: unknown baseline 'median'.*fix:"):
         baselines.run_baseline("median", None)
+
+
+def test_baseline_on_the_wrong_task():
+    """wiener on an inpainting problem (no kernel): one error naming what is missing, not a
+    KeyError."""
+    proto = dataclasses.replace(get_protocol("dpir"), task="inpaint")
+    prob = proto.problem({"image": _smooth(16, 16, 1), "name": "s"},
+                         Degradation("inpaint", 0, mask="random:0.5"))
+    with pytest.raises(ValueError, match=r"^problem: the 'wiener' baseline needs the degradation's "
+                                         r"kernel in problem\.meta .*fix: run it on a deblur problem"):
+        baselines.run_baseline("wiener", prob)
 
 
 # ---- the Wiener filter: the DC passes, flat and small crops are not made worse -------------------
