@@ -8,6 +8,7 @@ RANDOM weights saved in KAIR's format: they check the port and the converter, no
 numbers."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -249,3 +250,22 @@ def test_published_set12_with_released_file(sigma):
         den = _prior(net, jnp.asarray(noisy[None]), jnp.float32(sigma / 255))
         scores.append(proto.evaluate(np.asarray(den[0]), meta)["psnr"])
     assert abs(float(np.mean(scores)) - PUBLISHED_SET12[sigma]) <= 0.05, np.mean(scores)
+
+
+# ------------------------------------------------------------------ the benchmark script
+@pytest.mark.slow
+def test_bench_script_runs_and_agrees(tmp_path):
+    """bench/bench_drunet.py end to end on a tiny image: JSON rows with both timings and JAX ==
+    PyTorch to 1e-4; bad arguments are refused before anything runs."""
+    from bench import bench_drunet
+
+    out = tmp_path / "drunet.json"
+    res = bench_drunet.main(["--sizes", "16", "--variants", "gray", "--runs", "1",
+                             "--out", str(out)])
+    (row,) = res["rows"]
+    assert row["variant"] == "gray" and row["size"] == 16 and row["max_abs_diff"] <= TOL
+    assert row["jax"] > 0 and row["torch"] > 0 and row["ratio"] == row["torch"] / row["jax"]
+    assert json.loads(out.read_text())["rows"] == res["rows"]
+    for bad in (["--runs", "0"], ["--sizes", "4"]):
+        with pytest.raises(SystemExit):
+            bench_drunet.main(bad)
