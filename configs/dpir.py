@@ -1,5 +1,5 @@
 r"""Known degradations, the DPIR way: deblurring, super-resolution and inpainting with FFDNet as
-the plug-and-play prior (``dpir`` protocol and solver mode; ALGORITHM.md section 5).
+the plug-and-play prior (``dpir`` protocol and solver mode; docs/algorithm.md).
 
     python -m dynpnp_jax.eval --task deblur --dataset set3c --kernel levin --noise 2.55 7.65
     python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4 --kernel bicubic:{scale}
@@ -13,6 +13,12 @@ training crops for noise 2.55 / 7.65 and T = 8 / 4::
 
     python -m dynpnp_jax.eval --task deblur --dataset set3g --kernel levin --noise 2.55 7.65 \
         --method dpir dpir-tuned --iters 4
+
+``admm``, ``drs``, ``pgd``, ``fista``, ``red`` (only when named, every task): the other
+plug-and-play algorithms of ``dynpnp_jax.algorithms`` with the same schedule, T and x8::
+
+    python -m dynpnp_jax.eval --task deblur --dataset set3g --kernel levin --noise 2.55 7.65 \
+        --method dpir admm drs pgd fista red
 
 The prior is FFDNet (gray or colour after the data): DPIR's own DRUNet weights are not used
 here. Baselines: the degraded input, Wiener deconvolution (deblur), bicubic up-sampling (SR),
@@ -50,6 +56,11 @@ def get_config() -> dict:
             # (--boundary unknown: what ignoring the frame's edges costs)
             "dpir-circular": {"mode": "dpir", "ensemble": True, "boundary": "circular",
                               "when_named": True},
+            # the other plug-and-play splittings in the same compiled loop, run when named
+            # (--method admm drs pgd fista red): DPIR's sigma schedule, the same T and x8, each
+            # with its default rho scale / step (dynpnp_jax/algorithms; docs/results/algorithms.md)
+            **{name: {"mode": name, "ensemble": True, "when_named": True}
+               for name in ("admm", "drs", "pgd", "fista", "red")},
         },
         "batch": 4,
     }

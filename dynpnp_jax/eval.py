@@ -51,8 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .experiment import (BASELINE_MODES, ITERS_WHY, MAX_ITERS, Experiment, UsageError,
-                         method_kwargs, resolve, with_iters)
+from .experiment import (BASELINE_MODES, ITERS_WHY, MAX_ITERS, Experiment, UsageError, calibrates,
+                         method_kwargs, resolve, told_operator, with_iters)
 
 __all__ = ["main", "run", "build_parser", "method_kwargs", "with_iters", "enable_compilation_cache"]
 
@@ -359,7 +359,7 @@ def _set_kernel_given(exp, spec: str) -> None:
     parse_given_kernel(spec)  # checked before anything runs
     for per in exp.methods.values():
         for kw in per.values():
-            if kw.get("mode") in ("dpir", "calibrated"):
+            if told_operator(kw.get("mode")):
                 kw["kernel_given"] = spec
 
 
@@ -375,7 +375,7 @@ def _plan(problems: list, kw: dict, batch: int):
     memory."""
     kw = dict(kw)
     given = kw.pop("kernel_given", None)
-    if given is not None or kw.get("mode") == "calibrated":
+    if given is not None or calibrates(kw.get("mode")):
         from .operators import Blur
 
         k = parse_given_kernel(given) if given is not None else None
@@ -388,12 +388,12 @@ def _plan(problems: list, kw: dict, batch: int):
         return problems, kw["mode"], None, [(False, [i]) for i in range(len(problems))]
     import dynpnp_jax as dp
 
-    from .validation import needs_landscape
+    from .algorithms import needs_landscape
 
     cfg = dp.make_config(**{"keep_images": False, **kw})
     groups = defaultdict(list)
     for i, p in enumerate(problems):
-        rot = needs_landscape(p.y.shape, mode=cfg.mode, a_step=cfg.a_step)
+        rot = needs_landscape(p.y.shape, mode=cfg.mode, a_step=cfg.a_step, operator=cfg.operator)
         shape = p.y.shape[1::-1] + p.y.shape[2:] if rot else p.y.shape
         groups[(shape, rot, _params_key(p.params_extra))].append(i)
     batches = [(rot, idx[s:s + batch]) for (_, rot, _), idx in groups.items()

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import algorithms
 from .baselines import BASELINES
 
 __all__ = ["Experiment", "UsageError", "resolve", "load_config", "check_config", "method_kwargs",
@@ -54,6 +55,23 @@ ITERS_WHY = (f"at most {MAX_ITERS}: each iteration calls the network once per im
 # Methods that do not call the solver (dynpnp_jax.baselines): mode -> the tasks they apply to.
 BASELINE_MODES = {mode: tasks for mode, (tasks, _, _) in BASELINES.items()}
 TASKS = ("denoise", "deblur", "sr", "inpaint")
+
+
+def traits(mode) -> "algorithms.Traits | None":
+    """The traits of the algorithm ``mode`` (``None`` for a baseline or an unknown name: the
+    config check names those)."""
+    return algorithms.ALGORITHMS[mode].traits if mode in algorithms.ALGORITHMS else None
+
+
+def told_operator(mode) -> bool:
+    """Whether method ``mode`` is handed the known operator (a known-degradation algorithm)."""
+    t = traits(mode)
+    return t is not None and t.known_degradation
+
+
+def calibrates(mode) -> bool:
+    t = traits(mode)
+    return t is not None and t.calibrates
 DPIR_TASKS = ("deblur", "sr", "inpaint")  # known degradations, made by the dpir protocol
 
 
@@ -238,7 +256,7 @@ def tuned_schedule(kw: dict, condition, where: str) -> dict:
     condition's noise level and T."""
     kw = dict(kw)
     name = kw.pop("schedule")
-    if kw.get("mode") != "dpir":
+    if kw.get("mode") != algorithms.DPIR.name:  # the schedules were tuned for DPIR's loop
         raise UsageError(f"{where}: 'schedule' is for mode 'dpir', got mode {kw.get('mode')!r}. "
                          f"Fix: remove 'schedule' or use mode 'dpir'.")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*", name):
@@ -558,9 +576,9 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
     applicable = {m for m, spec in cfg["methods"].items()
                   if (spec.get("mode") not in BASELINE_MODES
                       or protocol.task in BASELINE_MODES[spec["mode"]])
-                  and (spec.get("mode") != "calibrated" or protocol.task == "deblur")
+                  and (not calibrates(spec.get("mode")) or protocol.task == "deblur")
                   and ("schedule" not in spec or protocol.task in SCHEDULE_TASKS)
-                  and (not spec.get("when_named") or protocol.task == "deblur")}
+                  and ("boundary" not in spec or protocol.task == "deblur")}
     if args.method:
         wanted = args.method
         unknown = [m for m in wanted if m not in cfg["methods"]]
@@ -580,7 +598,7 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
         wanted = [m for m in cfg["methods"] if m in applicable
                   and "schedule" not in cfg["methods"][m]
                   and not cfg["methods"][m].get("when_named")
-                  and (cfg["methods"][m].get("mode") != "calibrated"
+                  and (not calibrates(cfg["methods"][m].get("mode"))
                        or getattr(args, "kernel_given", None) is not None)]
     unique = list(dict.fromkeys(wanted))
     if len(unique) < len(wanted):
@@ -594,9 +612,10 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
             kw.pop("when_named", None)
             if note:
                 notes.append(f"method {m!r}: {note}")
-            if kw.get("mode") in ("dpir", "calibrated") and hasattr(protocol, "solver_defaults"):
+            if told_operator(kw.get("mode")) and hasattr(protocol, "solver_defaults"):
                 kw = {**protocol.solver_defaults(c), **kw}
-            if args.iters is not None and kw.get("mode") not in ("prior", *BASELINE_MODES):
+            if args.iters is not None and traits(kw.get("mode")) is not None and not traits(
+                    kw["mode"]).fixed_iters:
                 kw = with_iters(kw, args.iters)
             if "schedule" in kw:
                 kw = tuned_schedule(kw, c, f"{config_name}: method {m!r}")

@@ -44,7 +44,8 @@ from .algorithms.base import augment, augment_inverse, dpir_schedule  # noqa: F4
 from .metrics import psnr as _psnr_metric
 from .networks import Network
 from .operators import OPERATORS, Operator, RowMix, has, make_operator
-from .validation import check_finite_output, check_images, is_concrete, needs_landscape
+from .algorithms import needs_landscape
+from .validation import check_finite_output, check_images, is_concrete
 
 MODES = tuple(algorithms.ALGORITHMS)
 ITERS_MAX = 1000  # published plug-and-play loops run 2-100 iterations
@@ -356,7 +357,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                              + " and ".join(f"{n}=" for n in ("sigma", "mu") if n in alg.numbers))
         s_sched, rho_sched = dpir_schedule(int(iters), noise_level)
         sigma = s_sched if sigma is None else sigma
-        mu = rho_sched if mu is None else mu
+        mu = rho_sched * alg.rho_scale if mu is None else mu
     elif noise_level is not None and sigma is None:
         sigma = noise_level
     if tr.calibrates and noise_level is None:
@@ -366,8 +367,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
     for k, v in nums.items():
         if v is None:
             nums[k] = alg.defaults.get(k, GLOBAL_DEFAULTS[k])
-    if calib_stages is not None:
-        calib_stages = algorithms.calibrated.check_stages(calib_stages)
+    if calib_stages is not None and len(calib_stages) > 0:  # () is the default (as_dict's)
+        calib_stages = calibration.check_stages(calib_stages, "calib_stages")
     if calib_criterion not in ("likelihood", "sparsity"):
         raise ValueError(f"calib_criterion must be 'likelihood' or 'sparsity', got "
                          f"{calib_criterion!r}")

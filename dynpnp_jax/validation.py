@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["is_concrete", "check_images", "check_finite_output", "needs_landscape",
+__all__ = ["is_concrete", "check_images", "check_finite_output", 
            "to_landscape"]
 
 
@@ -100,16 +100,6 @@ def check_finite_output(name: str, arr, *, what: str = "the restored images") ->
             f"{what} of image(s) {np.flatnonzero(bad).tolist()} in {name} are not finite (NaN or "
             "Inf): the iteration diverged. Check the hyper-parameters (step sizes too large, "
             "negative penalties) and the operator; a non-finite result is never scored")
-
-
-def needs_landscape(shape, *, mode: str, a_step: str = "none", operator: str = "") -> bool:
-    """The authors' row-mix A (the operator of ``mode``'s algorithm, ``operator='rowmix'`` or
-    ``a_step='authors'``) needs width >= height: portrait images are rotated by 90 degrees first
-    (the one owner of this rule)."""
-    from . import algorithms  # the registry imports the solver's pieces, which import this module
-
-    uses_rowmix = "rowmix" in (algorithms.get(mode).operator, operator) or a_step == "authors"
-    return bool(uses_rowmix and shape[-3] > shape[-2])
 
 
 def to_landscape(img, rotate: bool, inverse: bool = False):

@@ -107,7 +107,7 @@ def test_calibrated_mode_runs_and_records(tmp_path):
         dp.restore({"prior": sigma_net()}, y.astype(np.float32), cfg)
     with pytest.raises(ValueError, match="noise_level"):
         dp.make_config("calibrated")
-    with pytest.raises(ValueError, match="scales must be > 0"):
+    with pytest.raises(ValueError, match="expected scales in"):
         dp.make_config("calibrated", noise_level=0.01, calib_stages=(("scale", (0.0, 1.0)),))
 
 

@@ -196,16 +196,10 @@ def test_calibration_imports_the_package_at_the_top():
     assert inner == [], f"package imports inside functions at lines {inner}"
 
 
-@pytest.mark.xfail(strict=True, reason="cycle on the solver side: validation.needs_landscape "
-                   "imports the algorithm registry (validation -> algorithms -> algorithms.base -> "
-                   "steps -> calibration -> validation, and algorithms.calibrated -> validation); "
-                   "the solver side, being restructured: remove this mark when the test passes")
 def test_no_cycle_through_the_solver():
     assert _cycles_touching(SOLVER_SIDE) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cycle data/protocols <-> data/degradations: the data "
-                   "side; remove this mark when the test passes")
 def test_no_cycle_in_the_data_package():
     assert _cycles_touching(DATA_SIDE) == []
 

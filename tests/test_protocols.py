@@ -237,12 +237,12 @@ def test_non_finite_output_is_never_scored(name):
 
 
 def test_authors_rotation_is_the_library_rule():
-    from dynpnp_jax import validation
+    from dynpnp_jax import algorithms, validation
 
     proto = get_protocol("authors")
     img = _image(96, 64, 1, seed=8)  # portrait
     x, meta = proto.prepare(img, "p")
-    assert meta["rotated"] and validation.needs_landscape(img.shape, mode="authors")
+    assert meta["rotated"] and algorithms.needs_landscape(img.shape, mode="authors")
     np.testing.assert_array_equal(meta["reference"],
                                   validation.to_landscape(img, True).astype(np.float32) / 255)
     np.testing.assert_array_equal(validation.to_landscape(meta["reference"], True, inverse=True),

@@ -29,6 +29,14 @@ def get(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
+def needs_landscape(shape, *, mode: str, a_step: str = "none", operator: str = "") -> bool:
+    """The authors' row-mix A (the operator of ``mode``'s algorithm, ``operator='rowmix'`` or
+    ``a_step='authors'``) needs width >= height: portrait images are rotated by 90 degrees first
+    (the one owner of this rule; ``validation.to_landscape`` rotates)."""
+    uses_rowmix = "rowmix" in (get(mode).operator, operator) or a_step == "authors"
+    return bool(uses_rowmix and shape[-3] > shape[-2])
+
+
 def names(**traits) -> tuple:
     """Registered names, optionally those whose traits equal the given values
     (``names(known_degradation=True)``)."""
@@ -37,4 +45,4 @@ def names(**traits) -> tuple:
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "NUMBERS", "Numbers", "Problem", "Traits", "dpir_schedule",
-           "get", "names"]
+           "get", "names", "needs_landscape"]

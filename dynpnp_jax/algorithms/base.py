@@ -92,6 +92,8 @@ class Algorithm:
       defaults: default values of numbers the user did not give (scalars).
       x_step, a_step, operator: default step kinds and operator name.
       iters: default number of iterations.
+      rho_scale: the schedule algorithms' default ``mu`` is DPIR's rho times this (1 for HQS,
+        where DPIR set it; the other splittings' value is chosen on training images).
       init: ``init(p, op, y) -> state``.
       step: ``step(p, state, op, y, hp) -> (state, info)``.
       output: ``output(state) -> image`` (default: ``state.v``, the prior's image).
@@ -114,6 +116,7 @@ class Algorithm:
     a_step: str = "none"
     operator: str = "identity"
     iters: int = 8
+    rho_scale: float = 1.0
     output: Optional[Callable] = None
     check: Optional[Callable] = None
     prepare: Optional[Callable] = None

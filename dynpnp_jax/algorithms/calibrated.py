@@ -20,33 +20,6 @@ from .base import Algorithm, Traits, dpir_schedule_traced
 from .hqs import init, step
 
 
-def check_stages(stages) -> tuple:
-    """``calib_stages`` as a tuple of ``(param, values or 'refine')``, checked."""
-    if isinstance(stages, (str, bytes)) or not isinstance(stages, (tuple, list)):
-        raise ValueError(f"calib_stages: expected a sequence of (param, values) stages with param "
-                         f"in {cal.PARAMS}, e.g. (('angle', (-10, 0, 10)),), got {stages!r}")
-    out = []
-    for st in stages:
-        if not (isinstance(st, (tuple, list)) and len(st) == 2 and st[0] in cal.PARAMS):
-            raise ValueError(f"calib_stages: each stage is (param, values) with param in {cal.PARAMS} "
-                             f"and values a list of numbers or 'refine', got {st!r}")
-        vals = st[1]
-        if vals != "refine":
-            try:
-                vals = tuple(float(v) for v in vals)
-            except (TypeError, ValueError):
-                raise ValueError(f"calib_stages: stage {st[0]!r} needs a list of numbers or "
-                                 f"'refine', got {st[1]!r}") from None
-            if len(vals) < 1 or not all(np.isfinite(vals)):
-                raise ValueError(f"calib_stages: stage {st[0]!r} needs finite values, got {st[1]!r}")
-            if st[0] == "scale" and min(vals) <= 0:
-                raise ValueError(f"calib_stages: scales must be > 0, got {vals}")
-            if st[0] == "width" and min(vals) < 0:
-                raise ValueError(f"calib_stages: widths must be >= 0, got {vals}")
-        out.append((st[0], vals))
-    return tuple(out)
-
-
 def resolve(params: dict, y_shape, cfg):
     """Default stages, margin and kernel support from the given kernel (static settings)."""
     if cfg.calib_margin is None:  # the criterion's default, set on training images

@@ -21,8 +21,9 @@ import os
 
 import numpy as np
 
-from . import builders, protocols, degradations, sources  # protocols first: it registers dpir
+from . import builders, degradations, protocols, sources
 from .builders import BUILDERS, get_builder
+from .degradations import Dpir
 from .protocols import PROTOCOLS, NonFiniteOutput, Problem, Protocol, get_protocol
 from .sources import ImageReadError, read_image, reference_status, to_channels
 
@@ -30,6 +31,7 @@ __all__ = ["DATASETS", "load_dataset", "resolve_source", "get_builder", "Protoco
            "NonFiniteOutput", "PROTOCOLS", "get_protocol", "ImageReadError", "read_image",
            "reference_status", "to_channels", "builders", "degradations", "protocols", "sources"]
 
+PROTOCOLS.setdefault("dpir", Dpir())  # the known-degradation protocol (data.degradations)
 DATASETS: tuple[str, ...] = tuple(BUILDERS)
 
 

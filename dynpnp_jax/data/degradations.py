@@ -35,7 +35,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .protocols import Problem, Protocol, Standard, _check_uint8, _example_key
+from .protocols import (Problem, Protocol, Standard, _check_finite, _check_float, _check_uint8,
+                        _example_key)
 
 __all__ = ["Degradation", "Dpir", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop",
            "luminance_uint8"]
@@ -282,7 +283,5 @@ class Dpir(Protocol):
         return Standard().metrics(output, clean)
 
     def evaluate(self, output_float, meta: dict) -> dict | None:
-        from .protocols import _check_finite, _check_float
-
         out = _check_finite("output_float", _check_float("output_float", output_float))
         return self.metrics(self.finalize(out, meta), meta["reference"], meta.get("border", 0))

@@ -356,7 +356,8 @@ class Authors(_Denoising):
         img = _check_uint8("clean_uint8", clean_uint8)
         orig_shape = img.shape
         img, offset = crop_to_multiple(img, self.multiple)
-        from ..validation import needs_landscape, to_landscape
+        from ..algorithms import needs_landscape
+        from ..validation import to_landscape
 
         rotated = needs_landscape(img.shape, mode="authors")  # their row-mix A: W >= H
         img = to_landscape(img, rotated)
@@ -437,11 +438,9 @@ class Gopro(Protocol):
         return Standard().metrics(output, clean)
 
 
+# The protocols by name. ``dpir`` (``data.degradations.Dpir``, which builds on the classes above)
+# is registered by the package (``dynpnp_jax.data``), which every import of this module runs first.
 PROTOCOLS: dict[str, Protocol] = {"standard": Standard(), "authors": Authors(), "gopro": Gopro()}
-
-from .degradations import Dpir  # noqa: E402  (it builds on the classes above)
-
-PROTOCOLS["dpir"] = Dpir()
 
 
 def get_protocol(name: str) -> Protocol:
