@@ -47,7 +47,7 @@ from .operators import OPERATORS, Operator, RowMix, has, make_operator
 from .algorithms import needs_landscape
 from .validation import check_finite_output, check_images, is_concrete
 
-MODES = tuple(algorithms.ALGORITHMS)
+MODES = tuple(algorithms.ALGORITHMS)  # the built-in ones (algorithms.register adds more)
 ITERS_MAX = 1000  # published plug-and-play loops run 2-100 iterations
 DIVERGED_MARGIN = 2.0  # a result (before clipping) this far beyond [0, 1] and y has diverged
 GLOBAL_DEFAULTS = dict(delta=0.01, mu=0.1, alpha=1e-5)

@@ -22,6 +22,25 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     AUTHORS, GRADIENT, PRIOR, STATIC, HQS, DPIR, CALIBRATED, ADMM, DRS, PGD, FISTA, RED)}
 
 
+def register(algorithm: Algorithm, *, replace: bool = False) -> Algorithm:
+    """Add ``algorithm`` to the registry under ``algorithm.name`` (a user's own algorithm:
+    ``make_config(algorithm.name, ...)`` then builds its config). A name taken by another
+    algorithm is refused unless ``replace``."""
+    if not isinstance(algorithm, Algorithm):
+        raise TypeError(f"register: expected an dynpnp_jax.algorithms.Algorithm, got "
+                        f"{type(algorithm).__name__}")
+    bad = sorted(set(algorithm.numbers) - set(NUMBERS))
+    if bad:
+        raise ValueError(f"register: {algorithm.name!r} reads unknown numbers {bad}; the traced "
+                         f"per-iteration numbers are {NUMBERS}. Fix: name its numbers from those")
+    old = ALGORITHMS.get(algorithm.name)
+    if old is not None and old is not algorithm and not replace:
+        raise ValueError(f"register: the name {algorithm.name!r} is taken by another algorithm. "
+                         "Fix: choose another name, or register(..., replace=True)")
+    ALGORITHMS[algorithm.name] = algorithm
+    return algorithm
+
+
 def get(name: str) -> Algorithm:
     """The algorithm registered as ``name`` (the config's ``mode``)."""
     if name not in ALGORITHMS:
@@ -45,4 +64,4 @@ def names(**traits) -> tuple:
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "NUMBERS", "Numbers", "Problem", "Traits", "dpir_schedule",
-           "get", "names", "needs_landscape"]
+           "get", "names", "needs_landscape", "register"]
