@@ -730,6 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", nargs="+", default=None,
                    help="methods: prior static hqs authors gradient (default: all of the config)")
     p.add_argument("--prior", default=None, help="registry name of the prior ({sigma} allowed)")
+    p.add_argument("--noise-level", type=_sigma, default=None,
+                   help="denoising with a noise-conditioned prior (FFDNet): the noise level "
+                        "(8-bit scale) the network is given (default: the true --sigma, as "
+                        "the FFDNet paper evaluates)")
     p.add_argument("--noise-net", default=None,
                    help="registry name of the noise estimator g ({sigma} allowed)")
     p.add_argument("--weights", default=None, help="the prior's upstream file or folder (your own)")

@@ -41,8 +41,12 @@ CONFIG_KEYS = {
     "published": "optional: published rows {row: {sigma: (psnr, ssim)}} (or keyed by prior name "
                  "first, with published_by_prior=True)",
     "published_by_prior": "optional: True when 'published' is keyed by prior name",
+    "published_by_dataset": "optional: True when 'published' is keyed by dataset name first "
+                            "(before the prior name, with published_by_prior)",
     "published_note": "optional: what the published rows were measured on",
     "batch": "optional: images per restore call (positive int)",
+    "noise_level": "optional: denoising with a noise-conditioned prior (FFDNet): the noise level "
+                   "(8-bit scale) the network is given; default: the true sigma",
 }
 REQUIRED_KEYS = ("methods", "prior")
 #: The most iterations the CLI runs (the paper's loops use 2-8, DPIR's 8-40): each one is a
@@ -634,6 +638,55 @@ def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
     return methods
 
 
+def _give_noise_level(args, cfg, config_name, protocol, conditions, priors, methods, notes):
+    """Denoising with a noise-conditioned prior (FFDNet): every solver method that sets no
+    ``sigma`` / ``noise_level`` of its own gives the network the true noise level ``sigma / 255``
+    (as the FFDNet paper evaluates), or ``--noise-level`` / the config's ``noise_level``."""
+    from .weights import get_spec
+
+    given = getattr(args, "noise_level", None)
+    where = "--noise-level"
+    if given is None and cfg.get("noise_level") is not None:
+        given, where = cfg["noise_level"], f"{config_name}: 'noise_level'"
+    if given is not None:
+        g = _number(given)
+        if g is None or g <= 0 or g > 255:
+            raise UsageError(f"{where} {given!r}: expected the noise level the prior is given, "
+                             f"> 0 on the 8-bit scale (e.g. 25). Fix: pass e.g. --noise-level 25.")
+        given = g
+    if protocol.condition_name != "sigma":
+        if given is not None:
+            raise UsageError(f"{where} {given:g}: is for denoising with a noise-conditioned prior "
+                             f"(task denoise), got task {protocol.task!r}, whose methods take the "
+                             f"noise level from the degradation (--noise). Fix: leave it out.")
+        return
+    conditioned = {k: get_spec(n).noise_input for k, n in priors.items()}
+    if not any(conditioned.values()):
+        if given is not None:
+            raise UsageError(f"{where} {given:g}: prior {sorted(set(priors.values()))} takes no "
+                             f"noise level as input. Fix: leave it out, or use a noise-conditioned "
+                             f"prior (--prior ffdnet-gray / ffdnet-color).")
+        return
+    for c in conditions:
+        key = protocol.condition_key(c)
+        if not conditioned[key]:
+            continue
+        level = float(given if given is not None else c)
+        for m, per in methods.items():
+            kw = per[key]
+            t = traits(kw.get("mode"))
+            if t is None or "sigma" not in algorithms.ALGORITHMS[kw["mode"]].numbers:
+                continue
+            if kw.get("sigma") is None and kw.get("noise_level") is None:
+                # a schedule algorithm builds its sigma_t from noise_level; the others take it
+                per[key] = {**kw, ("noise_level" if t.schedule else "sigma"): level / 255.0}
+    nets = ", ".join(sorted({n for k, n in priors.items() if conditioned[k]}))
+    notes.append(f"prior {nets} takes the noise level as input: given "
+                 + (f"{given:g}/255 (--noise-level or the config)" if given is not None else
+                    "the true sigma/255, as the FFDNet paper evaluates")
+                 + " by every method that sets none")
+
+
 def _short(kw: dict) -> str:
     """``kw`` for a message: long per-iteration lists shortened."""
     def one(v):
@@ -697,9 +750,12 @@ def resolve(args, *, check_output: bool = True) -> Experiment:
               if noise_t else {key(c): None for c in conditions})
     networks = {key(c): (priors[key(c)], noises[key(c)]) for c in conditions}
     methods = _methods(args, cfg, config_name, protocol, conditions, notes)
+    _give_noise_level(args, cfg, config_name, protocol, conditions, priors, methods, notes)
 
     # published rows: only for the published data
     published = cfg.get("published") or {}
+    if cfg.get("published_by_dataset"):
+        published = published.get(dataset, {})
     if cfg.get("published_by_prior"):
         published = published.get(prior_t, {})
     reference = data.reference_status(source)
