@@ -121,11 +121,13 @@ class Operator:
     define ``__call__`` (``A x`` on NHWC batches, linear in ``x``); everything else has a
     default derived from the forward alone (see the module docstring). Class attributes:
     ``capabilities`` (what the operator declares it can do), ``cg_tol`` and ``cg_maxiter`` (the
-    default CG solve of ``normal_solve``)."""
+    default CG solve of ``normal_solve``), ``observes_images`` (``y`` is an image in [0, 1], as
+    ``restore`` checks; False for measurements of another kind, e.g. Fourier coefficients)."""
 
     capabilities: frozenset = frozenset()
     cg_tol: float = 1e-5
     cg_maxiter: int = 200
+    observes_images: bool = True  # y is an image in [0, 1] (False: e.g. Fourier coefficients)
 
     def input_shape(self, y_shape) -> tuple:
         """The shape of ``x`` for an observation of ``y_shape`` (default: the same)."""

@@ -636,7 +636,7 @@ def validate(params: dict, y, cfg: Config, clean=None):
     if unknown:
         raise ValueError(f"params has unknown key(s) {unknown}; expected 'prior', 'noise', 'A'")
     prior: Network = params["prior"]
-    y = check_images("y", y)
+    y = check_images("y", y, unit_range=getattr(params.get("A"), "observes_images", True))
     op = params.get("A")
     alg = algorithms.get(cfg.mode)
     tr = alg.traits

@@ -21,7 +21,7 @@ def is_concrete(x) -> bool:
 
 
 def check_images(name: str, arr, *, ref_shape=None, channels: int | None = None,
-                 allow_any_channels: bool = False):
+                 allow_any_channels: bool = False, unit_range: bool = True):
     """Validate a batch of images; return it as float32 (unchanged when traced).
 
     Args:
@@ -30,6 +30,8 @@ def check_images(name: str, arr, *, ref_shape=None, channels: int | None = None,
       ref_shape: a shape ``arr`` must have (e.g. ``clean`` must have ``y``'s shape).
       channels: the channel count a network takes (1-channel networks take any count when
         ``allow_any_channels``); used to spot channels-first (NCHW) input.
+      unit_range: the values are an image's, in [0, 1] up to noise (False: measurements of
+        another kind, e.g. Fourier coefficients; only finiteness is checked).
 
     Raises:
       ValueError: wrong rank, empty batch or zero-sized image, non-float dtype, channels-first
@@ -72,6 +74,8 @@ def check_images(name: str, arr, *, ref_shape=None, channels: int | None = None,
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)});"
                          f" clean the input (e.g. np.nan_to_num) first")
+    if not unit_range:
+        return arr.astype(jnp.float32) if arr.dtype != jnp.float32 else arr
     lo, hi = float(a.min()), float(a.max())
     if hi > 2.0 or lo < -1.0:
         raise ValueError(f"{name} must hold values in [0, 1] (noise may push them slightly "

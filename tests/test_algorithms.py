@@ -58,6 +58,7 @@ class FourierSampling(Operator):
     stacked as channels."""
 
     m: jax.Array  # (1, H, W, 1) 0/1
+    observes_images = False
 
     def __call__(self, x):
         f = jnp.fft.fft2(x, axes=(1, 2), norm="ortho")
