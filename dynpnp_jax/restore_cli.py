@@ -365,7 +365,7 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     if task == "sr":
         lr_reach = -(-max(k.shape) // (2 * scale))
         pad = min(SR_PAD + lr_reach, h - 1, w - 1)
-        y = np.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        y = taper_pad(y, pad)
         _validate_kernel_fits(k, y.shape[1] * scale, y.shape[2] * scale, "--kernel")
         op = Downsample.from_kernel(k, scale, 1)
     elif task == "deblur":
@@ -428,6 +428,29 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         raise FloatingPointError("the restored picture is not finite; nothing was written")
     report["seconds"] = time.perf_counter() - t0
     return out, report
+
+
+def taper_pad(y: np.ndarray, pad: int) -> np.ndarray:
+    """``y`` padded by reflection, the padding faded (raised cosine, frame edge -> outer edge)
+    into a wide circular blur of itself: the padded picture wraps around smoothly, so the
+    periodic SR model sees no jump at its seam (a plain reflection leaves one at the outer edge,
+    and with a motion kernel 24 iterations rang from it into the frame: LR1_motion_x2). The
+    frame itself is unchanged; it is cropped back after restoring."""
+    from scipy import ndimage
+
+    yp = np.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    if pad == 0:
+        return yp
+    smooth = ndimage.gaussian_filter(yp, sigma=(0, pad / 2, pad / 2, 0), mode="wrap")
+
+    def ramp(n):
+        t = np.ones(n + 2 * pad)
+        fade = 0.5 - 0.5 * np.cos(np.pi * (np.arange(pad) + 0.5) / pad)  # 0 -> 1 inwards
+        t[:pad], t[n + pad:] = fade, fade[::-1]
+        return t
+
+    wgt = np.outer(ramp(y.shape[1]), ramp(y.shape[2]))[None, :, :, None]
+    return (smooth + wgt * (yp - smooth)).astype(np.float32)
 
 
 def load_kernel_array(k) -> np.ndarray:
