@@ -2,7 +2,9 @@ r"""Known degradations, the DPIR way: deblurring, super-resolution and inpaintin
 the plug-and-play prior (``dpir`` protocol and solver mode; docs/algorithm.md).
 
     python -m dynpnp_jax.eval --task deblur --dataset set3c --kernel levin --noise 2.55 7.65
-    python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4 --kernel bicubic:{scale}
+    python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4        # imresize protocol
+    python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4 --protocol dpir \
+        --kernel bicubic:{scale}
     python -m dynpnp_jax.eval --task inpaint --dataset set3g --mask random:0.5 --noise 0
 
 ``dpir``: the solver's ``dpir`` mode with the known operator fixed (``params['A']``): DPIR's
@@ -29,7 +31,8 @@ linear interpolation (inpainting).
 def get_config() -> dict:
     return {
         "tasks": ["deblur", "sr", "inpaint"],
-        "protocol": "dpir",
+        # no "protocol": dpir for every task, except --task sr on the standard SR sets (Set5,
+        # ...), which get the SR literature's imresize protocol (--protocol dpir for DPIR's)
         "prior": "ffdnet-{color}",
         "methods": {
             "input": {"mode": "input"},

@@ -739,7 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="the prior's upstream file or folder (your own)")
     p.add_argument("--protocol", default=None,
                    help="standard or authors (denoising), gopro (recorded blur), dpir (known "
-                        "degradations)")
+                        "degradations), imresize (SR by MATLAB imresize; the default for --task "
+                        "sr on Set5)")
     p.add_argument("--config", default=None, help="a configs/*.py file with get_config()")
     p.add_argument("--data-dir", default=None, help="data root, or a folder of images")
     p.add_argument("--out", default=None, help="output folder (new or empty)")

@@ -448,13 +448,18 @@ def _task(args, cfg: dict | None, config_name, source) -> str:
 def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source):
     from . import data
 
-    default = "gopro" if source.paired else ("dpir" if task in DPIR_TASKS else "standard")
+    from .data.degradations import SR_SETS
+
+    default = "gopro" if source.paired else (
+        "imresize" if task == "sr" and dataset in SR_SETS else
+        "dpir" if task in DPIR_TASKS else "standard")
     name = args.protocol or cfg.get("protocol") or default
     if name not in data.PROTOCOLS:
         raise UsageError(f"--protocol: unknown protocol {name!r}; expected one of "
                          f"{', '.join(data.PROTOCOLS)}. Fix: 'standard' for published-table "
                          f"numbers, 'authors' for the paper's notebooks, 'gopro' for blur/sharp "
-                         f"pairs, 'dpir' for known degradations (--task deblur/sr/inpaint).")
+                         f"pairs, 'dpir' for known degradations (--task deblur/sr/inpaint), 'imresize' "
+                         f"for super-resolution as the SR literature scores it (--task sr).")
     protocol = data.get_protocol(name)
     if protocol.paired != source.paired:
         fits = data.protocols.protocols_for(source.paired)
@@ -464,6 +469,12 @@ def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source
                          f"dataset {dataset!r} ({source.root}) holds {kind}. Fix: use "
                          f"--protocol {' or '.join(fits)}"
                          f"{'' if args.config is None else ', or a config for that task'}.")
+    if name == "imresize":
+        if task != "sr":
+            raise UsageError(f"--protocol imresize: is the super-resolution protocol (MATLAB "
+                             f"imresize down-sampling), got task {task!r}. Fix: --task sr, or "
+                             f"drop --protocol (task {task} picks its own).")
+        return protocol
     if name == "dpir":
         if task not in DPIR_TASKS:
             raise UsageError(f"--protocol dpir: makes known degradations ({', '.join(DPIR_TASKS)})"
@@ -524,6 +535,12 @@ def _dpir_conditions(args, protocol, noise_levels):
         bounds = list(dict.fromkeys(getattr(args, "boundary", None) or ["circular"]))
         conds = [Degradation(task, n, kernel=name, boundary=bd) for bd in bounds
                  for n in noises for name, _ in pairs]
+    elif task == "sr" and protocol.name == "imresize":
+        _refuse(args, ("--kernel",), "the imresize protocol's kernel is MATLAB imresize's "
+                "antialiased cubic (for another kernel: --protocol dpir)")
+        conds = [Degradation(task, n, kernel="imresize", scale=s) for s in
+                 (args.scale or defaults["scales"]) for n in noises]
+        return protocol, conds
     elif task == "sr":
         for s in args.scale or defaults["scales"]:
             specs = [k.format(scale=s) for k in (args.kernel or defaults["kernels"])]
@@ -543,7 +560,7 @@ def _dpir_conditions(args, protocol, noise_levels):
 
 
 def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, str]:
-    if protocol.name == "dpir":
+    if protocol.name in ("dpir", "imresize"):
         protocol, requested = _dpir_conditions(args, protocol, noise_levels)
         cond_arg = "--kernel/--noise" if protocol.task != "inpaint" else "--mask/--noise"
     elif protocol.condition_name == "sigma":

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import builders, degradations, protocols, sources
 from .builders import BUILDERS, get_builder
-from .degradations import Dpir
+from .degradations import Dpir, ImresizeSR
 from .protocols import PROTOCOLS, NonFiniteOutput, Problem, Protocol, get_protocol
 from .sources import ImageReadError, read_image, reference_status, to_channels
 
@@ -32,6 +32,7 @@ __all__ = ["DATASETS", "load_dataset", "resolve_source", "get_builder", "Protoco
            "reference_status", "to_channels", "builders", "degradations", "protocols", "sources"]
 
 PROTOCOLS.setdefault("dpir", Dpir())  # the known-degradation protocol (data.degradations)
+PROTOCOLS.setdefault("imresize", ImresizeSR())  # SR by MATLAB imresize (data.degradations)
 DATASETS: tuple[str, ...] = tuple(BUILDERS)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from .protocols import (Problem, Protocol, Standard, _check_finite, _check_float, _check_uint8,
                         _example_key)
 
-__all__ = ["Degradation", "Dpir", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop",
+__all__ = ["Degradation", "Dpir", "ImresizeSR", "IMRESIZE", "SR_SETS", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop",
            "luminance_uint8"]
 
 TASKS = ("deblur", "sr", "inpaint")
@@ -285,3 +285,73 @@ class Dpir(Protocol):
     def evaluate(self, output_float, meta: dict) -> dict | None:
         out = _check_finite("output_float", _check_float("output_float", output_float))
         return self.metrics(self.finalize(out, meta), meta["reference"], meta.get("border", 0))
+
+
+#: The ``imresize`` protocol's one degradation name (its condition's ``kernel`` field).
+IMRESIZE = "imresize"
+#: Data sets whose published super-resolution tables use the ``imresize`` protocol: for these,
+#: ``--task sr`` defaults to it (other sets keep the ``dpir`` protocol).
+SR_SETS = ("set5", "set14", "bsd100", "b100", "urban100", "manga109")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImresizeSR(Dpir):
+    """Super-resolution as the SR literature makes and scores it (bicubic degradation):
+
+    * ``gt = modcrop(img_uint8, scale)``; ``y8 = resize.imresize(gt, 1 / scale)``: MATLAB
+      ``imresize`` (antialiased Keys cubic, symmetric boundary), on the uint8 image, so rounded
+      and clipped to uint8 as MATLAB returns it;
+    * ``y = float32(y8 / 255)``, plus Gaussian noise ``N(0, noise / 255)`` after
+      ``np.random.seed(0)`` (noise 0 by default: the noiseless bicubic benchmark);
+    * the operator is the exact down-sampler, ``operators_resize.Imresize`` (its kernel, its
+      grid, its boundary), whose start is ``imresize(y, scale)``;
+    * output rounded to uint8; PSNR and SSIM on the 8-bit Y channel (MATLAB ``rgb2ycbcr``,
+      ``luminance_uint8``) for colour images, without a border of ``scale`` pixels.
+
+    Unlike ``dpir``'s SR (a wrap-around convolution, then ``[0::s, 0::s]``), no pixel near the
+    border sees the opposite edge of the image."""
+
+    name: str = "imresize"
+    description: str = ("SR literature (bicubic degradation): gt modcropped to the scale, "
+                        "down-sampled by MATLAB imresize (antialiased cubic, symmetric boundary) "
+                        "to uint8, /255 (+ Gaussian noise after np.random.seed(0) if --noise); "
+                        "output rounded to 8 bits; PSNR + Gaussian SSIM on the 8-bit Y channel "
+                        "(colour), border = scale")
+    task: str = "sr"
+
+    def check_condition(self, c) -> Degradation:
+        if not isinstance(c, Degradation) or c.task != "sr" or c.kernel != IMRESIZE:
+            raise ValueError(f"protocol 'imresize' takes Degradation('sr', noise, "
+                             f"kernel='imresize', scale=S) conditions, got {c!r}.")
+        return Dpir.check_condition(dataclasses.replace(self, kernel_table={IMRESIZE: None}), c)
+
+    def condition_key(self, c: Degradation) -> str:
+        return "|".join([f"x{c.scale}", _noise_key(c.noise)])
+
+    def condition_label(self, c: Degradation) -> str:
+        return f"x{c.scale}, noise={_noise_key(c.noise)}"
+
+    def condition_group(self, c: Degradation) -> str | None:
+        return None  # one condition per scale and noise level: no 'mean' column
+
+    def problem(self, example: dict, condition) -> Problem:
+        from .. import resize
+        from ..operators_resize import Imresize
+
+        c = self.check_condition(condition)
+        img = _check_uint8("image", _example_key(example, "image", self.name, self.task))
+        name = str(example.get("name", ""))
+        h, w = img.shape[:2]
+        if min(h, w) < 4 * c.scale:
+            raise ValueError(f"image {name!r} ({h}x{w}) cannot be modcropped to scale "
+                             f"{c.scale}: the protocol needs at least {4 * c.scale} pixels a side "
+                             f"(4 low-resolution pixels). Fix: drop the image (or use --scale "
+                             f"2), or use larger images.")
+        gt = modcrop(img, c.scale)
+        y8 = resize.imresize(gt, 1.0 / c.scale)
+        y = np.float32(y8 / 255.0)
+        y += np.random.RandomState(0).normal(0, float(c.noise) / 255.0, y.shape)
+        op = Imresize.from_shape(gt.shape[0], gt.shape[1], c.scale, 1)
+        meta = {"protocol": self.name, "name": name, "noise": c.noise, "scale": c.scale,
+                "border": c.scale, "kernel": None, "reference": gt}
+        return Problem(name, y.astype(np.float32), np.float32(gt / 255.0), meta, {"A": op})
