@@ -219,8 +219,8 @@ def figure(data: dict, path: Path) -> None:
     sets = [s for s in ("set12", "cbsd68", "blur") if any(r["set"] == s for r in est)]
     methods = [m for m in METHODS if any(r["method"] == m for r in est)]
     colours = {"default": "tab:blue", "pca": "tab:orange", "mad": "tab:green"}
-    labels = {"default": "default (gray: weak-texture PCA; colour: = PCA)", "pca": "PCA, all patches (Chen 2015)",
-              "mad": "wavelet MAD (Donoho)"}
+    labels = {"default": "default (gray: weak-texture PCA; colour: = PCA)",
+              "pca": "PCA, all patches (Chen 2015)", "mad": "wavelet MAD (Donoho)"}
     titles = {"set12": "Set12 (gray)", "cbsd68": "CBSD68 (colour)",
               "blur": "Set3G blurred (8 Levin kernels)"}
     fig, axes = plt.subplots(2, len(sets), figsize=(4.6 * len(sets), 8), squeeze=False)
