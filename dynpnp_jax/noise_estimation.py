@@ -259,7 +259,8 @@ def estimate_noise_level(y, *, method: str = "default") -> np.ndarray:
                 f"{PATCH}x{PATCH} patches (e.g. a {need}x{need} image); give a larger image or "
                 "use method='mad'")
         # the weak-texture step pays on gray images; on colour ones the all-patch estimate is
-        # already unbiased and the selection keeps too few patches (docs/results/noise_estimation.md)
+        # already unbiased and the selection keeps too few patches
+        # (docs/results/noise_estimation.md)
         out = []
         for i in range(b):
             img = a[i]
