@@ -38,6 +38,7 @@ from flax import struct
 from . import algorithms
 from . import boundary as bd
 from . import calibration
+from . import saturation as sat
 from . import steps
 from .algorithms import NUMBERS, Numbers, Problem
 from .algorithms.base import augment, augment_inverse, dpir_schedule  # noqa: F401  (public here too)
@@ -85,6 +86,8 @@ class Config:
     calib_margin: Optional[float] = struct.field(pytree_node=False, default=None)
     boundary: str = struct.field(pytree_node=False, default="auto")
     boundary_iters: int = struct.field(pytree_node=False, default=16)
+    saturation: str = struct.field(pytree_node=False, default="off")
+    clip_level: float = struct.field(pytree_node=False, default=1.0)
     delta: Any = 0.01
     mu: Any = 0.1
     alpha: Any = 1e-5
@@ -225,7 +228,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                 calib_crop: int = 4096, calib_grid: int = 5, calib_size: int = 0,
                 calib_criterion: str = "likelihood", calib_margin: Optional[float] = None,
                 boundary: str = "auto", boundary_iters: int = 16, relax=None,
-                inertia=None) -> Config:
+                inertia=None, saturation: str = "off", clip_level=1.0) -> Config:
     """Build a validated :class:`Config`.
 
     Args:
@@ -287,6 +290,15 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         used (``relax=1``, ``inertia=0`` is DPIR's loop). Tuned values:
         ``configs/dpir_tuned_relax.py``
         (``python -m dynpnp_jax.tune --task dpir --family relax``).
+      saturation: saturated highlights (:mod:`dynpnp_jax.saturation`; needs a blur, an operator
+        with the ``kernel`` capability): ``'off'`` (default: every pixel of ``y`` is data),
+        ``'auto'`` (pixels of ``y`` at or within 1/255 of ``clip_level``, per channel, are
+        unobserved: the masked exact x-step of unknown boundaries, with a circular boundary
+        too; exactly the plain loop when nothing in ``y`` reaches the level) or ``'clipped'``
+        (the clipped model ``y = min(A x, clip_level)``, its mask re-derived from the current
+        estimate every iteration). docs/results/saturation.md measures them.
+      clip_level: the sensor's ceiling on the [0, 1] scale, in (0, 1] (default 1.0: 255 in an
+        8-bit image).
       stop_tol: per-image stopping rule: an image whose relative change
         ``||x_t - x_{t-1}|| / ||x_{t-1}||`` falls below ``stop_tol`` is frozen for the remaining
         iterations (masked inside jit; ``Trajectory.active`` records it). 0 turns it off.
@@ -381,6 +393,15 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         raise ValueError(f"boundary must be 'auto' (the operator's), 'circular' or 'unknown', got "
                          f"{boundary!r}. Fix: 'unknown' for a real photograph, 'circular' for a "
                          "periodic (synthetic) blur")
+    if saturation not in sat.MODES:
+        raise ValueError(f"saturation must be one of {sat.MODES}, got {saturation!r}. Fix: "
+                         "'auto' for a photograph with clipped highlights, 'off' otherwise")
+    clip_level = sat.check_level(clip_level)
+    if saturation != "off" and tr.x_kind == "none":
+        raise ValueError(f"saturation={saturation!r} masks the data term of a blur, and "
+                         f"mode={mode!r} has no data term (the network alone). Fix: "
+                         "saturation='off', or a deblurring mode such as mode='dpir' with "
+                         "params['A'] = Blur.from_kernel(k, ...)")
     relaxed = relax is not None or inertia is not None
     stop_tol = _number_or_array("stop_tol", stop_tol, scalar=True)
     if is_concrete(stop_tol) and float(np.asarray(stop_tol)) < 0:
@@ -395,7 +416,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                  calib_size=int(calib_size), calib_criterion=calib_criterion,
                  calib_margin=None if calib_margin is None else float(calib_margin),
                  boundary=boundary,
-                 boundary_iters=int(boundary_iters),
+                 boundary_iters=int(boundary_iters), saturation=saturation,
+                 clip_level=clip_level,
                  delta=nums["delta"], mu=nums["mu"], alpha=nums["alpha"],
                  sigma=0.0 if sigma is None else sigma,
                  relax=1.0 if relax is None else relax, inertia=0.0 if inertia is None else inertia,
@@ -500,12 +522,20 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
     prepared = None
     if alg.prepare is not None:
         op, prepared = alg.prepare(params, y, op, cfg, _restore)
-    y_obs = y
-    pads = obs = None
+    pads = obs = fmask = None
+    # saturated highlights (saturation.py): the unsaturated pixels of y, per channel
+    seen = sat.observed(y, cfg.clip_level) if cfg.saturation != "off" else None
     if cfg.boundary == "unknown":  # restore the frame plus the kernel's reach (boundary.py)
         pads = bd.margins(op.k.shape, y.shape[1], y.shape[2])
         op = op.replace(boundary="circular")  # circular on the extended grid: no wrap reaches the frame
         y, obs = bd.extend(y, pads)
+        fmask = obs
+        if seen is not None:
+            seen = bd.extend(seen, pads)[0]
+            obs = fmask * seen
+    elif seen is not None:
+        obs = seen
+    clipped = cfg.saturation == "clipped"
 
     def frame(a):
         return a if pads is None else bd.crop(a, pads)
@@ -517,9 +547,15 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
     has_kernel = has(op, "kernel")
 
     def one(state, op, hp):
-        # unknown boundary: y on the frame, the current estimate's blur on the margin
-        y_t = y if obs is None else bd.complete(y, obs, op(alg.result(state)))
-        new, info = alg.step(p, state, op, y_t, hp)
+        # unknown boundary / saturation: y where observed, the current estimate's blur elsewhere
+        p_t, y_t = p, y
+        if obs is not None:
+            blurred = op(alg.result(state))
+            if clipped:  # y = min(A x, level): a saturated pixel counts while A x is below it
+                m = sat.clipped_mask(seen, blurred, cfg.clip_level)
+                p_t = p._replace(obs=m if fmask is None else fmask * m)
+            y_t = bd.complete(y, p_t.obs, blurred)
+        new, info = alg.step(p_t, state, op, y_t, hp)
         a_in = new.x if cfg.a_input == "x" else new.v
         return new, a_step(op, a_in, new.v, y_t, g, hp.alpha), info
 
@@ -592,6 +628,26 @@ def _resolve_boundary(params: dict, cfg: Config) -> Config:
                          f"{type(op).__name__ if op is not None else 'no operator'}. Fix: pass "
                          "the Blur, or boundary='auto'")
     return cfg.replace(boundary=b)
+
+
+def _resolve_saturation(params: dict, y, cfg: Config) -> Config:
+    """Check ``saturation`` against the operator and ``y``; ``'auto'`` on a concrete ``y`` with
+    nothing at the clipping level becomes ``'off'`` (the same program as the plain loop)."""
+    if cfg.saturation == "off":
+        return cfg
+    op = params.get("A")
+    op_name = type(op).__name__ if op is not None else f"operator={cfg.operator!r}"
+    if not has(op if op is not None else OPERATORS.get(cfg.operator), "kernel"):
+        raise ValueError(f"saturation={cfg.saturation!r} treats clipped pixels of a blurred y as "
+                         f"unobserved; it needs a blur (an operator with the 'kernel' capability: "
+                         f"Blur, Downsample, Convolution), got {op_name} (denoising, masks and "
+                         "the identity have nothing to unblur). Fix: saturation='off', or "
+                         "params['A'] = Blur.from_kernel(k, ...)")
+    if is_concrete(y):
+        sat.check_observed(y, cfg.clip_level)
+        if cfg.saturation == "auto" and not np.any(sat.saturated_fraction(y, cfg.clip_level)):
+            return cfg.replace(saturation="off")
+    return cfg
 
 
 # ------------------------------------------------------------------------------ validation
@@ -729,7 +785,7 @@ def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
     Works under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (e.g. over ``cfg.with_values(...)``).
     """
     y, clean = validate(params, y, cfg, clean)
-    cfg = _resolve_boundary(params, cfg.normalized())
+    cfg = _resolve_saturation(params, y, _resolve_boundary(params, cfg.normalized()))
     alg = algorithms.get(cfg.mode)
     if alg.resolve is not None:
         cfg = alg.resolve(params, y.shape, cfg)
