@@ -154,3 +154,31 @@ def test_too_small_image_is_a_clear_error(shape):
     with pytest.raises(ValueError, match=r"too small for the PCA noise estimator.*larger image"):
         estimate_noise_level(y)
     assert estimate_noise_level(y, method="mad").shape == (1,)  # the MAD needs only 2x2
+
+
+# ------------------------------------------------------------------ the bench script's report
+def test_bench_summary_and_figure(tmp_path):
+    """bench/noise_estimation.py --from-json: the tables hold the means of the records given,
+    and the plot is written."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import noise_estimation as bench
+
+    recs = [dict(kind="estimate", set="set12", image=str(i), level=15.0, clip=False,
+                 method="default", estimate=15.0 + e, seconds=0.1, shape=[8, 8, 1])
+            for i, e in enumerate([0.5, -0.25])]
+    recs += [dict(kind="ffdnet", set="set12", image="0", level=15.0, method="true", sigma=15.0,
+                  psnr=32.0),
+             dict(kind="ffdnet", set="set12", image="0", level=15.0, method="default",
+                  sigma=15.5, psnr=31.9, loss=0.1)]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"meta": {}, "records": recs}))
+    fig = tmp_path / "f.png"
+    bench.main(["--from-json", str(path), "--figure", str(fig)])
+    text = bench.summarize({"records": recs})
+    assert "| set12 | 2 | 15 | 0.38 (+0.12), max 0.50 |" in text
+    assert "| set12 | 1 | 15 | 32.00 | 0.100 (0.100) |" in text
+    assert fig.stat().st_size > 10_000
