@@ -56,7 +56,7 @@ import functools
 
 import numpy as np
 
-from .validation import check_images
+from .validation import check_images, is_concrete
 
 __all__ = ["estimate_noise_level", "pca_noise_level", "mad_noise_level", "METHODS"]
 
@@ -247,6 +247,10 @@ def estimate_noise_level(y, *, method: str = "default") -> np.ndarray:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}; fix: pass "
                          "method='default' (weak-texture PCA), 'pca' or 'mad'")
     y = check_images("y", y)
+    if not is_concrete(y):
+        raise ValueError("y is traced (inside jax.jit/grad/vmap): estimate_noise_level runs once "
+                         "per image on concrete arrays, in numpy; call it before the jitted loop "
+                         "and pass the level in")
     a = np.asarray(y, dtype=np.float32)
     b, h, w, c = a.shape
     if method in ("default", "weak-texture", "pca"):

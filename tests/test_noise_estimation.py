@@ -182,3 +182,11 @@ def test_bench_summary_and_figure(tmp_path):
     assert "| set12 | 2 | 15 | 0.38 (+0.12), max 0.50 |" in text
     assert "| set12 | 1 | 15 | 32.00 | 0.100 (0.100) |" in text
     assert fig.stat().st_size > 10_000
+
+
+def test_traced_input_is_a_clear_error():
+    import jax
+
+    y = (0.5 + _noise((1, 32, 32, 1), 10.0)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"y is traced.*before the jitted loop"):
+        jax.jit(lambda v: estimate_noise_level(v))(y)
