@@ -314,6 +314,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         raise RestoreError(f"x: expected one picture (1, H, W, C) with C = 1 or 3, got shape "
                            f"{x.shape}; fix: imageio.read_image gives that shape")
     _, h, w, c = x.shape
+    if calibrate and task != "deblur":
+        raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task deblur only")
     if boundary not in ("unknown", "circular"):
         raise RestoreError(f"--boundary {boundary}: expected 'unknown' (a photograph) or "
                            "'circular' (a periodic, synthetic blur)")
@@ -382,8 +384,6 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         bar = tqdm(total=report["iters"], desc="  iterations", unit="it", leave=False)
         net = _ticking(net)
         _TICK[0] = bar.update
-    if calibrate and task != "deblur":
-        raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task deblur only")
 
     def run(sigma):
         if task == "denoise":
