@@ -449,7 +449,8 @@ def get_protocol(name: str) -> Protocol:
         raise ValueError(f"get_protocol: unknown protocol `name`={name!r}; valid names: "
                          f"{list(PROTOCOLS)}. Fix: use 'standard' for published-table numbers, "
                          f"'authors' to reproduce the paper's notebooks, 'gopro' for blur/sharp "
-                         f"pairs, 'dpir' for known degradations.")
+                         f"pairs, 'dpir' for known degradations, 'imresize' for "
+                         f"super-resolution by MATLAB imresize.")
     return PROTOCOLS[name]
 
 
