@@ -458,8 +458,9 @@ def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source
         raise UsageError(f"--protocol: unknown protocol {name!r}; expected one of "
                          f"{', '.join(data.PROTOCOLS)}. Fix: 'standard' for published-table "
                          f"numbers, 'authors' for the paper's notebooks, 'gopro' for blur/sharp "
-                         f"pairs, 'dpir' for known degradations (--task deblur/sr/inpaint), 'imresize' "
-                         f"for super-resolution as the SR literature scores it (--task sr).")
+                         f"pairs, 'dpir' for known degradations (--task deblur/sr/inpaint), "
+                         f"'imresize' for super-resolution as the SR literature scores it "
+                         f"(--task sr).")
     protocol = data.get_protocol(name)
     if protocol.paired != source.paired:
         fits = data.protocols.protocols_for(source.paired)

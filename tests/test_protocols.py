@@ -141,7 +141,8 @@ def test_authors_metrics_match_old_skimage_defaults():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors', 'gopro', 'dpir', 'imresize'\]"):
+    with pytest.raises(ValueError, match=r"valid names: \['standard', 'authors', 'gopro', "
+                                         r"'dpir', 'imresize'\]"):
         get_protocol("kair")
     proto = get_protocol("standard")
     with pytest.raises(ValueError, match="uint8"):

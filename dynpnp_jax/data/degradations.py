@@ -38,7 +38,8 @@ import numpy as np
 from .protocols import (Problem, Protocol, Standard, _check_finite, _check_float, _check_uint8,
                         _example_key)
 
-__all__ = ["Degradation", "Dpir", "ImresizeSR", "IMRESIZE", "SR_SETS", "TASKS", "DEFAULTS", "parse_mask", "check_mask_spec", "modcrop",
+__all__ = ["Degradation", "Dpir", "ImresizeSR", "IMRESIZE", "SR_SETS", "TASKS", "DEFAULTS",
+           "parse_mask", "check_mask_spec", "modcrop",
            "luminance_uint8"]
 
 TASKS = ("deblur", "sr", "inpaint")
