@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .operators import Downsample
+from .resize import imresize
+
 __all__ = ["BASELINES", "TASKS", "run_baseline"]
 
 
@@ -92,13 +95,9 @@ def _wiener(problem) -> np.ndarray:
 def _bicubic(problem) -> np.ndarray:
     import jax.numpy as jnp
 
-    from .operators import Downsample
-
     s = int(problem.meta["scale"])
     y = np.asarray(problem.y, np.float32)
     if problem.meta.get("protocol") == "imresize":  # the literature's baseline: imresize(y, s)
-        from .resize import imresize
-
         return imresize(y.astype(np.float64), float(s)).astype(np.float32)
     op = Downsample.from_kernel(np.asarray(problem.meta["kernel"], np.float32), s, 1)
     return np.asarray(op.initial(jnp.asarray(y)[None]))[0].astype(np.float32)

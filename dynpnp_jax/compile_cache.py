@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import paths
+
 __all__ = ["enable_compilation_cache", "compilation_cache_dir", "OPT_OUT_ENV"]
 
 OPT_OUT_ENV = "DYNPNP_NO_COMPILE_CACHE"
@@ -21,8 +23,6 @@ OPT_OUT_ENV = "DYNPNP_NO_COMPILE_CACHE"
 
 def compilation_cache_dir() -> Path:
     """Where the compiled programs go: ``paths.cache_dir() / 'xla'``."""
-    from . import paths
-
     return paths.cache_dir() / "xla"
 
 

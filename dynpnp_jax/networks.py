@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from .tiling import apply_tiled
+
 
 @struct.dataclass
 class Network:
@@ -137,8 +139,6 @@ class Network:
     def _forward(self, z: jax.Array) -> jax.Array:
         h, w = z.shape[1:3]
         if self.tile and (h > self.tile or w > self.tile):
-            from .tiling import apply_tiled
-
             return apply_tiled(self.replace(tile=0)._forward, z, tile=self.tile,
                                overlap=self.tile_overlap, halo=self.tile_halo,
                                multiple=self.multiple)

@@ -15,12 +15,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from .distributed import initialize as _initialize
+
 
 def initialize(**kwargs):
     """Joins the multi-process job when the environment (or ``kwargs``) describes one; a no-op
     on one process. Returns the :class:`dynpnp_jax.distributed.Cluster`."""
-    from .distributed import initialize as _initialize
-
     return _initialize(**kwargs)
 
 
