@@ -25,6 +25,13 @@ level (deblurring), a scale, a kernel and a noise level (SR), a mask and a noise
 
 SSIM is the ``standard`` protocol's (Gaussian window) on the same 8-bit images and crop; DPIR's
 scripts report PSNR only for deblurring.
+
+The wrap border of ``sr``: ``mode='wrap'`` makes every low-resolution pixel within the kernel's
+reach of an edge a mix of both opposite edges of the image. Where those differ (most
+photographs) the border is a band no up-sampler can restore and the loop's circular model
+matches it only because it makes the same assumption; no SR paper's table is made this way. The
+SR literature's degradation is the ``imresize`` protocol (:class:`ImresizeSR` below: MATLAB
+``imresize``, symmetric boundary), the default for ``--task sr`` on the standard SR sets.
 """
 from __future__ import annotations
 
