@@ -8,7 +8,8 @@ Scaled form, per iteration t with penalty ``mu_t`` (rho) and denoiser level ``si
     u   <- u + x_t - v_t
 
 ``x_0 = v_0`` is the operator's natural start, ``u_0 = 0``; the result is ``v``. Defaults: DPIR's
-sigma/rho schedule from ``noise_level``. The x-step is the operator's closed form, or CG for an
+sigma schedule from ``noise_level`` and twice DPIR's rho (``rho_scale``, chosen on training images
+by ``bench/algorithms_table.py --select``: 1 / 1.5 / 2 / 3 gave 29.30 / 30.27 / 30.40 / 30.04 dB). The x-step is the operator's closed form, or CG for an
 operator given by its forward alone.
 """
 from __future__ import annotations
@@ -41,4 +42,5 @@ def step(p, s, op, y, hp):
 
 
 ADMM = Algorithm(name="admm", summary="PnP-ADMM (scaled dual) with DPIR's schedule",
-                 numbers=("mu", "sigma"), init=init, step=step, traits=Traits(x_kind="prox"))
+                 numbers=("mu", "sigma"), init=init, step=step, traits=Traits(x_kind="prox"),
+                 rho_scale=2.0)
