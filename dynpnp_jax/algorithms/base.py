@@ -167,8 +167,16 @@ class Problem(NamedTuple):
     def denoise(self, x, sigma, t) -> Array:
         """The plugged network at noise level ``sigma`` (a scalar; networks without a noise
         input ignore it); with ``ensemble``, iteration ``t`` sees the ``(t mod 8)``-th
-        flip/rotation of ``x`` and its output is transformed back."""
+        flip/rotation of ``x`` and its output is transformed back. With ``saturation`` on, an
+        image whose estimate exceeds 1 (a clipped highlight's true value) is denoised scaled
+        into [0, 1] (``x / m``, ``sigma / m``, ``m = max(1, max x)``) and scaled back: the
+        networks were trained on [0, 1]."""
         s = jnp.broadcast_to(sigma, (self.b,))
+        if getattr(self.cfg, "saturation", "off") != "off":
+            m = jnp.maximum(1.0, jnp.max(x, axis=tuple(range(1, x.ndim))))
+            scale = m.reshape((-1,) + (1,) * (x.ndim - 1))
+            return self._replace(cfg=self.cfg.replace(saturation="off")).denoise(
+                x / scale, s / m, t) * scale
         if not self.cfg.ensemble:
             return steps.prior_step(self.prior, x, s)
         branches = [lambda xx, ss, k=k: augment(steps.prior_step(self.prior, augment(xx, k), ss),
