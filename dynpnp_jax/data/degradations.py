@@ -42,8 +42,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import operators, paths, resize
+from ..operators_resize import Imresize
 from .protocols import (Problem, Protocol, Standard, _check_finite, _check_float, _check_uint8,
                         _example_key)
+from .sources import read_image
 
 __all__ = ["Degradation", "Dpir", "ImresizeSR", "IMRESIZE", "SR_SETS", "TASKS", "DEFAULTS",
            "parse_mask", "check_mask_spec", "modcrop",
@@ -73,8 +76,6 @@ def luminance_uint8(img: np.ndarray) -> np.ndarray:
     """The 8-bit Y channel of an RGB uint8 image, as KAIR's ``rgb2ycbcr(img, only_y=True)``
     computes it for SR scores: ``round(16 + (65.481 R + 128.553 G + 24.966 B) / 255)`` on 0..255
     values, (H, W, 1) uint8."""
-    from .. import resize
-
     img = _check_uint8("image", img)
     return np.uint8(np.round(resize.rgb2ycbcr_y(img).astype(np.float64) * 255.0))[..., None]
 
@@ -114,8 +115,6 @@ def _degradation_kernel(name: str, k32: np.ndarray) -> np.ndarray:
     """The kernel the degradation uses: the file's float64 values for ``levin:I``, else
     ``k32`` in float64."""
     if name.lower().startswith("levin:"):
-        from .. import paths
-
         root = paths.data_dir()
         path = root / "kernels" / "Levin09.mat" if root is not None else None
         if path is not None and path.is_file():
@@ -156,8 +155,6 @@ def parse_mask(spec: str, shape: tuple[int, int], seed: int = 1) -> np.ndarray:
     if head == "random":
         return np.random.RandomState(seed).rand(*shape) >= float(arg)
     path = Path(spec).expanduser()
-    from .sources import read_image
-
     m = read_image(path, channels=1)[..., 0] > 127
     if m.shape != tuple(shape):
         raise ValueError(f"--mask {spec}: the mask is {m.shape[0]}x{m.shape[1]}, the image "
@@ -238,8 +235,6 @@ class Dpir(Protocol):
 
     # -- problem and score
     def problem(self, example: dict, condition) -> Problem:
-        from .. import operators
-
         c = self.check_condition(condition)
         img = _check_uint8("image", _example_key(example, "image", self.name, self.task))
         name = str(example.get("name", ""))
@@ -343,9 +338,6 @@ class ImresizeSR(Dpir):
         return None  # one condition per scale and noise level: no 'mean' column
 
     def problem(self, example: dict, condition) -> Problem:
-        from .. import resize
-        from ..operators_resize import Imresize
-
         c = self.check_condition(condition)
         img = _check_uint8("image", _example_key(example, "image", self.name, self.task))
         name = str(example.get("name", ""))

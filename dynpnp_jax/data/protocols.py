@@ -82,6 +82,11 @@ from typing import Hashable, NamedTuple, Sequence
 
 import numpy as np
 
+from .. import metrics as M
+from ..algorithms import needs_landscape
+from ..validation import to_landscape
+from .sources import to_gray
+
 __all__ = ["Protocol", "Problem", "NonFiniteOutput", "Standard", "Authors", "Gopro",
            "PROTOCOLS", "get_protocol", "crop_to_multiple", "authors_seed",
            "AUTHORS_SSIM_DATA_RANGE"]
@@ -305,7 +310,6 @@ class Standard(_Denoising):
         return np.uint8((np.clip(out, 0, 1) * 255.0).round())  # KAIR single2uint
 
     def metrics(self, output, clean) -> dict:
-        from .. import metrics as M  # JAX only when scoring
         out, ref = _check_uint8("output", output), _check_uint8("clean", clean)
         return _scores(M.psnr(out[None], ref[None], data_range=255.0),
                        M.ssim(out[None], ref[None], data_range=255.0))
@@ -334,8 +338,6 @@ def authors_seed(name: str, sigma: float) -> int:
 
 def _luminance_trunc(out: np.ndarray) -> np.ndarray:
     """Their ``pil_to_np(np_to_pil(v).convert('L'))`` on an (H, W, C) float image."""
-    from .sources import to_gray
-
     u8 = np.clip(out * 255, 0, 255).astype(np.uint8)  # truncation, as np_to_pil
     if u8.shape[-1] == 1:
         return u8.astype(np.float32) / 255.0  # the luminance of 3 equal channels is the channel
@@ -356,9 +358,6 @@ class Authors(_Denoising):
         img = _check_uint8("clean_uint8", clean_uint8)
         orig_shape = img.shape
         img, offset = crop_to_multiple(img, self.multiple)
-        from ..algorithms import needs_landscape
-        from ..validation import to_landscape
-
         rotated = needs_landscape(img.shape, mode="authors")  # their row-mix A: W >= H
         img = to_landscape(img, rotated)
         gray = img.shape[-1] == 1
@@ -381,7 +380,6 @@ class Authors(_Denoising):
         return np.clip(out, 0, 1).astype(np.float32)
 
     def metrics(self, output, clean) -> dict:
-        from .. import metrics as M
         out, ref = _check_float("output", output), _check_float("clean", clean)
         return _scores(M.psnr(out[None], ref[None], data_range=1.0),
                        M.ssim_uniform(out[None], ref[None], data_range=AUTHORS_SSIM_DATA_RANGE))

@@ -143,8 +143,6 @@ def content_hashes(root: Path, files: list[Path]) -> dict[str, str]:
     import json
     import os
 
-    from .. import paths
-
     memo_path = (paths.cache_dir() / "file_hashes"
                  / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json")
     try:
