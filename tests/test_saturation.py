@@ -154,3 +154,22 @@ def test_saturation_needs_a_blur():
         dp.restore({"prior": NET}, y, cfg)  # denoising
     with pytest.raises(ValueError, match="no data term"):
         dp.make_config("prior", saturation="auto")
+
+
+class ClipNet(nn.Module):
+    """A "denoiser" that knows only [0, 1]: it clips."""
+
+    @nn.compact
+    def __call__(self, x):
+        return jnp.clip(x, 0.0, 1.0)
+
+
+def test_denoiser_sees_highlights_scaled_into_its_range():
+    from dynpnp_jax.algorithms import Problem
+
+    net = dp.Network(module=ClipNet(), variables={}, kind="image", channels=1, name="clip")
+    x = jnp.asarray(np.linspace(0, 2, 16, dtype=np.float32).reshape(1, 4, 4, 1))
+    for mode, want in (("off", np.clip(np.asarray(x), 0, 1)), ("auto", np.asarray(x))):
+        cfg = dp.make_config("dpir", iters=2, noise_level=NOISE, saturation=mode)
+        p = Problem(cfg=cfg, prior=net, obs=None, b=1)
+        np.testing.assert_allclose(np.asarray(p.denoise(x, 0.01, 0)), want, atol=1e-6)
