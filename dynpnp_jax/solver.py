@@ -379,7 +379,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
     for k, v in nums.items():
         if v is None:
             nums[k] = alg.defaults.get(k, GLOBAL_DEFAULTS[k])
-    if calib_stages is not None and len(calib_stages) > 0:  # () is the default (as_dict's)
+    if calib_stages is not None and not (isinstance(calib_stages, (tuple, list))
+                                         and len(calib_stages) == 0):  # () is as_dict's default
         calib_stages = calibration.check_stages(calib_stages, "calib_stages")
     if calib_criterion not in ("likelihood", "sparsity"):
         raise ValueError(f"calib_criterion must be 'likelihood' or 'sparsity', got "
