@@ -44,9 +44,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import algorithms
-from .operators import OPERATORS
+from . import algorithms, kernels, paths
+from . import calibration as cal
+from .data import load_dataset
+from .data.protocols import get_protocol
+from .operators import OPERATORS, Blur
 from .paths import OutputFile as OutFile
+from .solver import dpir_schedule, make_config, restore
+from .weights import load_network
+from .zoo import ffdnet as zf
+from .zoo.ffdnet import FFDNet
 
 #: DnCNN-S models exist for these noise levels (``dncnn-s15/25/50``).
 DENOISE_SIGMAS = (15, 25, 50)
@@ -56,10 +63,6 @@ MAX_TUNE_ITERS = 100
 
 # ============================================================================ task denoise
 def _tune_images(limit=None):
-    from .data import load_dataset
-    from .data.protocols import get_protocol
-    from . import paths
-
     root = paths.data_dir()
     if root is None or not (root / "tune").is_dir():
         raise SystemExit("tune: shared/data/tune not found; set DYNPNP_DATA to a folder with tune/")
@@ -71,8 +74,6 @@ def _tune_images(limit=None):
 def tune(sigma: float, *, iters: int = 2, steps: int = 40, crop: int = 96, lr: float = 0.1,
          operator: str = "gain", seed: int = 0, init=None, verbose: bool = True) -> dict:
     """Returns the tuned ``make_config`` kwargs for ``sigma`` and the tune-set PSNRs."""
-    from . import load_network, make_config, restore
-
     net = load_network(f"dncnn-s{int(sigma)}")
     cleans, proto = _tune_images()
     rng = np.random.RandomState(seed)
@@ -202,8 +203,6 @@ def _frozen_conv_general(lhs, rhs, window_strides, padding, lhs_dilation=None,
 def _frozen_ffdnet_class(remat: bool = False):
     import flax.linen as nn
 
-    from .zoo import ffdnet as zf
-
     class FrozenFFDNet(zf.FFDNet):
         """:class:`~dynpnp_jax.zoo.ffdnet.FFDNet` with frozen weights (no weight gradient) and a
         fast input-gradient (:func:`_frozen_conv`); same variables, same forward values."""
@@ -241,8 +240,6 @@ def frozen_network(net, *, remat: bool = False):
     ``flax.linen.remat`` (each network call's activations are recomputed in the backward pass:
     memory of one call instead of ``iters`` calls). Other networks are returned as they are
     (``remat`` then raises)."""
-    from .zoo.ffdnet import FFDNet
-
     if not isinstance(net.module, FFDNet):
         if remat:
             raise ValueError(f"remat is only wired for FFDNet here, got {net.name!r}")
@@ -257,8 +254,6 @@ def frozen_network(net, *, remat: bool = False):
 def load_tune_images(root=None) -> list:
     """The 20 gray tune images (``data_dir()/tune``) as float32 ``(H, W)`` arrays, uint8 / 255."""
     from PIL import Image
-
-    from . import paths
 
     root = Path(root) if root is not None else paths.data_dir()
     folder = root / "tune" if root is not None else None
@@ -301,8 +296,6 @@ def training_kernels(shake: int = 0) -> list:
     to the last digit), so they are left out -- 10 kernels (8 Gaussian-like, 2 motion) -- and
     ``shake`` synthetic camera-shake kernels (:func:`~dynpnp_jax.kernels.camera_shake`, seeds
     ``SHAKE_SEED + i``; checked not to be Levin kernels) to train for motion blur."""
-    from . import kernels
-
     shake = _check_int("shake", shake, 0, fix="pass the number of synthetic camera-shake kernels")
     levin = kernels.levin()
     out = [k for k in kernels.kernels12() if not any(same_kernel(k, t) for t in levin)]
@@ -322,8 +315,6 @@ def make_batch(rng: np.random.RandomState, cleans: list, kerns: list, *, crop: i
     (``Blur``, i.e. ``scipy.ndimage.convolve(..., mode='wrap')``), then -- when ``quantize`` --
     truncation to 8 bits as the DPIR protocol's ``convolve`` on uint8 input does, then Gaussian
     noise of std ``noise`` (8-bit scale)."""
-    from .operators import Blur
-
     xs, ks = [], []
     for _ in range(batch):
         img = cleans[rng.randint(len(cleans))]
@@ -373,8 +364,6 @@ def _check_family(family) -> str:
 def dpir_theta(iters: int, noise: float, family: str = "base") -> dict:
     """DPIR's loop as the parameters: ``{'log_sigma': (T,), 'log_mu': (T,)}``, and for
     ``family='relax'`` also ``'relax'`` (ones) and ``'inertia'`` (zeros)."""
-    from .solver import dpir_schedule
-
     _check_family(family)
     sigma, mu = dpir_schedule(int(iters), noise / 255)
     theta = {"log_sigma": jnp.asarray(np.log(sigma), jnp.float32),
@@ -399,9 +388,6 @@ def dpir_loss_fn(net, iters: int, noise: float, *, loss: str = "psnr", ensemble:
     ``exp(theta)`` (and ``theta``'s ``relax`` / ``inertia`` when it has them) on a batch
     (``loss='psnr'``: minus the mean per-image PSNR in dB of the clipped output; ``'mse'``: the
     mean squared error). Goes through the public ``restore``."""
-    from .operators import Blur
-    from .solver import make_config, restore
-
     if loss not in ("psnr", "mse"):
         raise ValueError(f"loss: expected 'psnr' or 'mse', got {loss!r}")
     base = make_config("dpir", iters=int(iters), noise_level=noise / 255, keep_images=False,
@@ -447,8 +433,6 @@ def tune_dpir(noise: float, iters: int, *, steps: int = 200, crop: int = 128, ba
     validation PSNRs, the loss history, seconds and the process's peak RSS."""
     import optax
     from tqdm.auto import tqdm
-
-    from . import load_network
 
     noise = _check_noise(noise)
     iters = _check_int("iters", iters, 1)
@@ -532,11 +516,6 @@ def tune_kernel_step(noise: float = 2.55, iters: int = 8, *, steps: int = 40, cr
     import optax
     from tqdm.auto import tqdm
 
-    from . import calibration as cal
-    from . import load_network
-    from .operators import Blur
-    from .solver import make_config, restore
-
     noise = _check_noise(noise)
     iters = _check_int("iters", iters, 1)
     steps = _check_int("steps", steps, 1, fix="pass a positive number of optimisation steps")
@@ -599,8 +578,6 @@ def set3g_images(root=None) -> dict:
     """Set3G ground truths as uint8 ``(H, W)`` arrays, modcropped to a multiple of 8 (DPIR)."""
     from PIL import Image
 
-    from . import paths
-
     root = Path(root) if root is not None else paths.data_dir()
     folder = root / "set3g" if root is not None else None
     if folder is None or not folder.is_dir():
@@ -642,11 +619,6 @@ def evaluate_set3g(cfg_kwargs: dict, ensemble: bool = False, *, net=None, kernel
 
     ``cfg_kwargs`` must hold ``noise_level`` (the [0, 1] noise std of the degradation). Only for
     reporting, after tuning. Returns ``{'mean', 'per_kernel', 'psnr': {(image, k): dB}}``."""
-    from . import kernels as kn
-    from . import load_network
-    from .operators import Blur
-    from .solver import make_config, restore
-
     kw = dict(cfg_kwargs)
     if kw.get("noise_level") is None:
         raise ValueError("evaluate_set3g: cfg_kwargs must give noise_level (the noise std of the "
@@ -663,7 +635,7 @@ def evaluate_set3g(cfg_kwargs: dict, ensemble: bool = False, *, net=None, kernel
     net = net if net is not None else load_network("ffdnet-gray")
     imgs = images if images is not None else set3g_images()
     ids = list(kernel_ids) if kernel_ids is not None else list(range(1, 9))
-    ks = [kn.levin(i) for i in ids]
+    ks = [kernels.levin(i) for i in ids]
     size = max(max(k.shape) for k in ks)
     size += 1 - size % 2  # odd: zero padding then keeps every kernel's centre (kh // 2, kw // 2)
     kpad = np.stack([np.pad(k, [((size - s) // 2, size - s - (size - s) // 2) for s in k.shape])
@@ -785,8 +757,6 @@ def run_dpir(noises, iters_list, *, steps: int, crop: int, batch: int, lr: float
     save them). ``previous`` (``{'results': [...], 'evals': {...}}`` of an interrupted run with the
     same settings) supplies what is already done: each (noise, iters) run has its own seeded
     generator, so resuming gives the same numbers as one uninterrupted run."""
-    from . import load_network
-
     noises = [_check_noise(n) for n in noises]
     iters_list = [_check_int("iters", t, 1) for t in iters_list]
     done = {(r["noise"], r["iters"]): r for r in (previous or {}).get("results", [])}
