@@ -294,7 +294,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         with the ``kernel`` capability): ``'off'`` (default: every pixel of ``y`` is data),
         ``'auto'`` (pixels of ``y`` at or within 1/255 of ``clip_level``, per channel, are
         unobserved: the masked exact x-step of unknown boundaries, with a circular boundary
-        too; exactly the plain loop when nothing in ``y`` reaches the level) or ``'clipped'``
+        too; exactly the plain loop when nothing in ``y`` reaches the level; an estimate above 1
+        is denoised scaled into [0, 1]) or ``'clipped'``
         (the clipped model ``y = min(A x, clip_level)``, its mask re-derived from the current
         estimate every iteration). docs/results/saturation.md measures them.
       clip_level: the sensor's ceiling on the [0, 1] scale, in (0, 1] (default 1.0: 255 in an
@@ -632,8 +633,8 @@ def _resolve_boundary(params: dict, cfg: Config) -> Config:
 
 
 def _resolve_saturation(params: dict, y, cfg: Config) -> Config:
-    """Check ``saturation`` against the operator and ``y``; ``'auto'`` on a concrete ``y`` with
-    nothing at the clipping level becomes ``'off'`` (the same program as the plain loop)."""
+    """Check ``saturation`` against the operator and ``y``; on a concrete ``y`` with nothing at
+    the clipping level it becomes ``'off'`` (the same program as the plain loop)."""
     if cfg.saturation == "off":
         return cfg
     op = params.get("A")
@@ -646,7 +647,7 @@ def _resolve_saturation(params: dict, y, cfg: Config) -> Config:
                          "params['A'] = Blur.from_kernel(k, ...)")
     if is_concrete(y):
         sat.check_observed(y, cfg.clip_level)
-        if cfg.saturation == "auto" and not np.any(sat.saturated_fraction(y, cfg.clip_level)):
+        if not np.any(sat.saturated_fraction(y, cfg.clip_level)):
             return cfg.replace(saturation="off")
     return cfg
 
