@@ -51,8 +51,23 @@ from pathlib import Path
 
 import numpy as np
 
+import dynpnp_jax as dp  # the public API (restore, make_config, load_network), at call time
+
+from . import data, distributed, report
+from . import kernels as K
+from .algorithms import needs_landscape
+from .baselines import run_baseline
+from .compile_cache import enable_compilation_cache as _enable
+from .data import to_channels
+from .distributed import local, note_temporary
+from .download import UNKNOWN, sha256_file
 from .experiment import (BASELINE_MODES, ITERS_WHY, MAX_ITERS, Experiment, UsageError, calibrates,
                          method_kwargs, resolve, told_operator, with_iters)
+from .operators import Blur
+from .report import safe_name
+from .sharding import pad_leaves, shard_batch, unshard
+from .validation import to_landscape
+from .weights import WeightsError, get_spec, locate_upstream
 
 __all__ = ["main", "run", "build_parser", "method_kwargs", "with_iters", "enable_compilation_cache"]
 
@@ -60,8 +75,6 @@ __all__ = ["main", "run", "build_parser", "method_kwargs", "with_iters", "enable
 def enable_compilation_cache():
     """Turns on JAX's persistent compilation cache under the package cache (see
     :mod:`dynpnp_jax.compile_cache`); None when ``$DYNPNP_NO_COMPILE_CACHE`` opts out."""
-    from .compile_cache import enable_compilation_cache as _enable
-
     return _enable()
 
 
@@ -116,8 +129,6 @@ class _Staging:
                 d.mkdir()
                 self._created.append(d)
             self.tmp.mkdir()
-            from .distributed import note_temporary
-
             note_temporary(self.tmp)
             _TEMPORARIES.add(self.tmp)
         except OSError as err:
@@ -200,8 +211,6 @@ class RunError(RuntimeError):
 
 
 def _load_examples(exp: Experiment) -> list[dict]:
-    from . import data
-
     try:
         return data.load_dataset(exp.dataset, limit=exp.limit, source=exp.source)
     except (data.ImageReadError, FileNotFoundError, ValueError) as err:
@@ -209,15 +218,13 @@ def _load_examples(exp: Experiment) -> list[dict]:
 
 
 def _load_networks(exp: Experiment) -> dict:
-    from . import WeightsError, load_network
-
     nets: dict = {}
     for prior, noise in exp.networks.values():
         for name, path in ((prior, exp.weights), (noise, None)):
             if name is None or (name, path) in nets:
                 continue
             try:
-                net = load_network(name, path=path)
+                net = dp.load_network(name, path=path)
             except (WeightsError, FileNotFoundError, ValueError) as err:
                 arg = "--weights" if path else ("--prior" if name == prior else "--noise-net")
                 raise RunError(f"{arg}: loading network {name!r} failed: {err}") from err
@@ -234,9 +241,6 @@ def _weights_files(exp: Experiment) -> dict:
     """``--weights``: each file used, with its sha256 and the release's (results.json)."""
     if not exp.weights:
         return {}
-    from .download import UNKNOWN, sha256_file
-    from .weights import WeightsError, get_spec, locate_upstream
-
     out = {}
     for prior in dict.fromkeys(p for p, _ in exp.networks.values()):
         spec = get_spec(prior)
@@ -253,8 +257,6 @@ def _weights_files(exp: Experiment) -> dict:
 
 def _channels_rule(examples: list[dict], channels: int) -> tuple[list[dict], dict]:
     """Examples converted to the prior's channels (``sources.GRAY_RULE``), and a count."""
-    from .data import to_channels
-
     counts = defaultdict(int)
     out = []
     for ex in examples:
@@ -291,9 +293,6 @@ def _restore_chunk(dp, params, problems, chunk, cfg, rot):
     FloatingPointError for them). The batch is spread over this process's devices, padded to a
     multiple of their number by repeating its last image (and that image's operator); the
     padding is cut off here, so it is never scored."""
-    from .sharding import pad_leaves, shard_batch, unshard
-    from .validation import to_landscape
-
     y = np.stack([to_landscape(problems[i].y, rot) for i in chunk]).astype(np.float32)
     has_clean = all(problems[i].clean is not None for i in chunk)
     clean = (np.stack([to_landscape(problems[i].clean, rot) for i in chunk]).astype(np.float32)
@@ -327,8 +326,6 @@ def _restore_chunk(dp, params, problems, chunk, cfg, rot):
 def parse_given_kernel(spec: str) -> np.ndarray:
     """One kernel from a ``--kernel-given`` spec: any ``--kernel`` spec naming one kernel, or
     ``rotD:SPEC`` for that kernel rotated by D degrees (a wrong kernel, as from another lens)."""
-    from . import kernels as K
-
     angle = None
     if spec.startswith("rot") and ":" in spec:
         head, spec = spec.split(":", 1)
@@ -376,8 +373,6 @@ def _plan(problems: list, kw: dict, batch: int):
     kw = dict(kw)
     given = kw.pop("kernel_given", None)
     if given is not None or calibrates(kw.get("mode")):
-        from .operators import Blur
-
         k = parse_given_kernel(given) if given is not None else None
         problems = [p._replace(params_extra={
             **p.params_extra, "A_true": p.params_extra["A"],
@@ -386,10 +381,6 @@ def _plan(problems: list, kw: dict, batch: int):
             for p in problems]
     if kw["mode"] in BASELINE_MODES:
         return problems, kw["mode"], None, [(False, [i]) for i in range(len(problems))]
-    import dynpnp_jax as dp
-
-    from .algorithms import needs_landscape
-
     cfg = dp.make_config(**{"keep_images": False, **kw})
     groups = defaultdict(list)
     for i, p in enumerate(problems):
@@ -405,19 +396,13 @@ def _run_batch(params: dict, problems: list, mode: str, cfg, rot: bool, chunk: l
     """Outputs (float32 HWC, None where the solver diverged), per-iteration PSNR curves and
     errors of one batch."""
     if cfg is None:
-        from .baselines import run_baseline
-
         return [run_baseline(mode, problems[i]) for i in chunk], [None] * len(chunk), \
             [None] * len(chunk)
-    import dynpnp_jax as dp
-
     return _restore_chunk(dp, params, problems, chunk, cfg, rot)
 
 
 def _score(proto, prob, out, curve, error) -> tuple[dict, str | None]:
     """The per-image entry of results.json, and the failure message (None if scored)."""
-    from . import data
-
     try:
         if error is not None:
             raise data.NonFiniteOutput(error)
@@ -430,8 +415,6 @@ def _score(proto, prob, out, curve, error) -> tuple[dict, str | None]:
 
 
 def _image_path(out_dir: Path, method: str, name: str, ckey: str) -> Path:
-    from .report import safe_name
-
     return out_dir / "images" / method / f"{safe_name(name)}_{safe_name(ckey)}.png"
 
 
@@ -442,8 +425,6 @@ def _run_step(exp: Experiment, cluster, params: dict, problems: list, method: st
     gathers the entries and returns ``({image index: (entry, failure)}, output of image 0)``,
     the other processes None."""
     from tqdm.auto import tqdm
-
-    from . import report
 
     problems, mode, cfg, batches = _plan(problems, kw, exp.batch)
     mine = [b for j, b in enumerate(batches) if cluster.owns(j)]
@@ -501,8 +482,6 @@ def _run_step(exp: Experiment, cluster, params: dict, problems: list, method: st
 
 def _fingerprint(exp: Experiment) -> dict:
     """What every process of a job must agree on (the files by name and content, not path)."""
-    from .download import sha256_file
-
     files = []
     for item in exp.source.items:
         for f in (item.image, item.blur, item.sharp):
@@ -536,8 +515,6 @@ def run(exp: Experiment, out_dir: Path | None, cluster=None) -> tuple[dict | Non
     gathers the results and writes the report into its ``out_dir`` (the others' is unused and
     may be None) and returns them; the others return ``(None, number of failed images)``. A
     failure on any process stops them all (DistributedError names the process)."""
-    from .distributed import local
-
     cluster = cluster or local()
     cluster.begin("eval")
     try:
@@ -549,8 +526,6 @@ def run(exp: Experiment, out_dir: Path | None, cluster=None) -> tuple[dict | Non
 
 def _run(exp: Experiment, out_dir: Path | None, cluster) -> tuple[dict | None, int]:
     import jax
-
-    from . import report
 
     t_all = time.time()
     main = cluster.is_main
@@ -817,8 +792,6 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    from . import distributed
-
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -848,7 +821,6 @@ def _main(argv=None) -> int:
             print(f"note: {note}", file=sys.stderr)
     if exp.compile_cache:
         enable_compilation_cache()
-    from . import report
 
     try:
         if cluster.is_main:

@@ -19,8 +19,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import algorithms
+from . import algorithms, data
+from . import kernels as K
 from .baselines import BASELINES
+from .data.degradations import DEFAULTS, SR_SETS, Degradation, check_mask_spec
+from .paths import check_output_place
+from .solver import make_config
+from .weights import available, get_spec
 
 __all__ = ["Experiment", "UsageError", "resolve", "load_config", "check_config", "method_kwargs",
            "with_iters", "tuned_schedule", "CONFIG_KEYS", "BASELINE_MODES", "SCHEDULE_TASKS",
@@ -315,8 +320,6 @@ def _network_name(template: str, fields: dict, arg: str) -> str:
 
 
 def _check_network(template: str, conditions, key, arg: str, cond_arg: str, fields) -> dict:
-    from . import available
-
     names = available()
     out = {}
     for c in conditions:
@@ -348,8 +351,6 @@ def check_out(out: Path, overwrite: bool, inputs=()) -> None:
     It must not be, nor contain, the current directory, the home directory, the repository, the
     cache or an input (``inputs``: ``(path, what)``, e.g. the data folder), nor lie inside an
     input folder (:func:`dynpnp_jax.paths.check_output_place`)."""
-    from .paths import check_output_place
-
     try:
         check_output_place(out, "--out", inputs)
     except ValueError as err:
@@ -446,10 +447,6 @@ def _task(args, cfg: dict | None, config_name, source) -> str:
 
 
 def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source):
-    from . import data
-
-    from .data.degradations import SR_SETS
-
     default = "gopro" if source.paired else (
         "imresize" if task == "sr" and dataset in SR_SETS else
         "dpir" if task in DPIR_TASKS else "standard")
@@ -502,9 +499,6 @@ def _refuse(args, names: tuple[str, ...], why: str) -> None:
 def _dpir_conditions(args, protocol, noise_levels):
     """Degradations (kernels x noise levels, x scales, or masks x noise levels) of the dpir
     protocol, and the protocol with its kernel table."""
-    from . import kernels as K
-    from .data.degradations import DEFAULTS, Degradation, check_mask_spec
-
     task = protocol.task
     defaults = DEFAULTS[task]
     noises = noise_levels if noise_levels is not None else defaults["noise"]
@@ -593,8 +587,6 @@ def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, st
 
 
 def _methods(args, cfg, config_name, protocol, conditions, notes) -> dict:
-    from . import make_config
-
     applicable = {m for m, spec in cfg["methods"].items()
                   if (spec.get("mode") not in BASELINE_MODES
                       or protocol.task in BASELINE_MODES[spec["mode"]])
@@ -660,8 +652,6 @@ def _give_noise_level(args, cfg, config_name, protocol, conditions, priors, meth
     """Denoising with a noise-conditioned prior (FFDNet): every solver method that sets no
     ``sigma`` / ``noise_level`` of its own gives the network the true noise level ``sigma / 255``
     (as the FFDNet paper evaluates), or ``--noise-level`` / the config's ``noise_level``."""
-    from .weights import get_spec
-
     given = getattr(args, "noise_level", None)
     where = "--noise-level"
     if given is None and cfg.get("noise_level") is not None:
@@ -720,8 +710,6 @@ def resolve(args, *, check_output: bool = True) -> Experiment:
     and lists the dataset's files; writes nothing (a public test set missing locally may be
     downloaded into the cache). ``check_output=False`` skips the ``--out`` checks (the
     processes of a multi-process job other than 0 write no report)."""
-    from . import data
-
     notes: list[str] = []
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise UsageError(f"--data-dir {args.data_dir}: no such folder. Fix: pass the folder "

@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import metrics
+from .compile_cache import compilation_cache_dir
+from .data import sources
+
 __all__ = ["FILES", "new_results", "summarize", "write_all", "markdown_table", "save_png",
            "png_bytes", "safe_name", "plot_convergence", "plot_examples", "versions", "groups", "group_means"]
 
@@ -78,9 +82,6 @@ def new_results(exp, *, n_images: int, conversions: dict, weights_files: dict | 
     prior) and ``weights_files`` (``--weights``: ``{file: {'sha256', 'release_sha256'}}``) are
     recorded; either one that changes what was published (converted images, weights other than
     the release) hides the published rows, with the reason in ``published_hidden_reason``."""
-    from .compile_cache import compilation_cache_dir
-    from .data import sources
-
     proto = exp.protocol
     is_ref, why = exp.reference
     published = _jsonable(exp.published) if is_ref else {}
@@ -327,8 +328,6 @@ def plot_examples(images: dict, path: Path, title: str = "") -> None:
     """Input / every method / clean for one image (PSNR of the clipped float images by
     ``metrics.psnr``, not the protocol's 8-bit score); a blur kernel in
     ``images['_meta']['kernel']`` gets its own panel."""
-    from . import metrics
-
     plt = _plt()
     methods = [(k, v) for k, v in images.items() if not k.startswith("_") and v is not None]
     # the observation itself, unless the `input` method already shows it
