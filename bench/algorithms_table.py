@@ -85,8 +85,14 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     p.add_argument("--tune-images", type=int, default=2)
     p.add_argument("--kernels", type=int, default=5, help="the first N training kernels")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="the JSON to write (--select / --table)")
+    p.add_argument("--figure", type=Path, help="with --select-file holding a table: a bar chart "
+                   "of it (e.g. docs/figures/algorithms_set3g.png)")
     args = p.parse_args(argv)
+    if args.figure is not None:
+        return figure(json.loads(args.select_file.read_text()), args.figure)
+    if args.out is None:
+        p.error("--out is required with --select / --table")
     net = load_network("ffdnet-gray")
     result = {"command": "python bench/algorithms_table.py " + " ".join(argv or sys.argv[1:])}
     if args.select:
@@ -128,6 +134,35 @@ def main(argv=None) -> int:
                   f"{row['2.55']['mean']:.2f} | {row['7.65']['mean']:.2f} | {d} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+def figure(result: dict, path: Path) -> int:
+    """Bar chart of the Set3G table: mean PSNR per algorithm at each noise level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = result["table"]
+    modes = list(table)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.38
+    for j, n in enumerate(NOISES):
+        vals = [table[m][str(n)]["mean"] for m in modes]
+        bars = ax.bar(np.arange(len(modes)) + (j - 0.5) * width, vals, width,
+                      label=f"noise {n}")
+        for b, v in zip(bars, vals):
+            ax.text(b.get_x() + b.get_width() / 2, v + 0.15, f"{v:.2f}", ha="center", fontsize=7)
+    ax.set_xticks(np.arange(len(modes)), modes)
+    ax.set_ylim(20, max(table[m]["2.55"]["mean"] for m in modes) + 2)
+    ax.set_ylabel("mean PSNR (dB)")
+    ax.set_title("Set3G, Levin k1-k8, FFDNet-gray, x8, 8 network calls", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
     return 0
 
 
