@@ -2,6 +2,7 @@
 level by default (as the FFDNet paper evaluates), ``--noise-level`` overrides it, and the CLI's
 score is FFDNet's own on the same image; refusals name the fix."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from conftest import require_shared
 from dynpnp_jax import eval as ev
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ffdnet_alone(sigma_in: float) -> float:
