@@ -50,7 +50,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import imageio
+import dynpnp_jax as dp
+
+from . import imageio, kernels
+from .networks import Network
+from .noise_estimation import estimate_noise_level
+from .operators import Blur, Downsample, Mask
+from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint")
 ITERS = {"deblur": 8, "sr": 24, "inpaint": 8}  # DPIR's (data.degradations.DEFAULTS)
@@ -90,8 +96,6 @@ def parse_noise(text) -> Optional[float]:
 def load_kernel(spec: str, where: str = "--kernel") -> np.ndarray:
     """One kernel from a spec (``bicubic:2``, ``gauss:1.6``, ``levin:3``, ...) or a file (PNG,
     NPY, MAT; gray, normalised to sum 1) via :func:`dynpnp_jax.kernels.parse_kernel`."""
-    from . import kernels
-
     try:
         found = kernels.parse_kernel(spec)
     except FileNotFoundError as err:
@@ -106,8 +110,6 @@ def load_kernel(spec: str, where: str = "--kernel") -> np.ndarray:
 
 def _checked_kernel(k: np.ndarray, where: str) -> np.ndarray:
     """``k`` after the operators' own value checks (finite, mostly non-negative, sum 1)."""
-    from .operators import Blur
-
     try:
         Blur.from_kernel(k, 1)
     except ValueError as err:
@@ -155,12 +157,6 @@ def read_mask(path, shape, *, missing: str = "white", image=None, where: str = "
 def estimate_noise(y: np.ndarray) -> float:
     """The noise std of ``y`` ((1, H, W, C) in [0, 1]) in 8-bit units, by
     ``dynpnp_jax.noise_estimation.estimate_noise_level``."""
-    try:
-        from .noise_estimation import estimate_noise_level
-    except ImportError as err:
-        raise RestoreError("--noise auto needs dynpnp_jax.noise_estimation, which this "
-                           f"installation lacks ({err}); fix: give the noise level, e.g. "
-                           "--noise 5 (8-bit units)") from None
     s = np.asarray(estimate_noise_level(np.asarray(y, np.float32)), np.float64).reshape(-1)
     if s.size != 1 or not np.isfinite(s[0]) or s[0] < 0:
         raise FloatingPointError(f"noise estimation returned {s.tolist()}; expected one finite "
@@ -188,8 +184,6 @@ def _ticking(net):
         import jax
         from flax import struct
 
-        from .networks import Network
-
         @struct.dataclass
         class TickingNetwork(Network):
             def apply(self, x, sigma=None):
@@ -203,9 +197,6 @@ def _ticking(net):
 
 # ------------------------------------------------------------------------------ the work
 def _network(prior, channels: int, tile: Optional[int], side: int, where: str = "--prior"):
-    from .weights import load_network
-    from .networks import Network
-
     if isinstance(prior, Network):
         net = prior
     else:
@@ -302,9 +293,6 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
       ``seconds``, ``iters``, ``prior``, ``kernel`` (the kernel used, deblur/sr), ``tile``).
     """
     import jax.numpy as jnp
-
-    import dynpnp_jax as dp
-    from .operators import Blur, Downsample, Mask
 
     t0 = time.perf_counter()
     if task not in TASKS:
@@ -659,8 +647,6 @@ def _preflight(args) -> list[Job]:
         h, w = info.height, info.width
         net_name = args.prior or ("ffdnet-color" if info.channels == 3 else "ffdnet-gray")
         if net_name not in nets:
-            from .weights import get_spec
-
             try:
                 nets[net_name] = get_spec(net_name).channels
             except (KeyError, ValueError) as err:

@@ -219,7 +219,7 @@ def test_no_other_cycle():
 
 # modules that other work is rewriting right now; their in-function imports move to the top when it
 # lands (strict xfail: the test turns red once they are gone, and the entry must then be removed)
-PENDING = {"dynpnp_jax.restore_cli": "being rewritten (restore_cli and restore)"}
+PENDING = {}  # module -> why its in-function imports are still there (strict xfail)
 
 
 def _is_internal(node, package: str = "dynpnp_jax") -> bool:
