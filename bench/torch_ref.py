@@ -177,7 +177,7 @@ def authors_notebook_loop(net: nn.Module, y_gray: np.ndarray, iters: int = 2, et
       identical; see :func:`notebook_luminance` for the final 8-bit step).
 
     The notebook adds ``A_temp`` (H x W) and ``x_temp`` (W x W), which only works for square
-    images; for W > H the slicing of ALGORITHM.md section 1 is applied (identical when H == W).
+    images; for W > H the slicing of docs/algorithm.md (``authors``) is applied (identical when H == W).
     """
     net3 = PerChannel(net)
     img_noisy_np = np.repeat(np.asarray(y_gray, np.float32)[None], 3, axis=0)  # [3, H, W]

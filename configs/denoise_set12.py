@@ -5,7 +5,7 @@
 
 ``authors``: the hyper-parameters of the authors' Set12 notebook (eta=0.1, delta=0.01, rho=1e-5,
 T=2), with DnCNN-S of the same sigma as prior and as noise estimator g (their VDN prior's
-weights are not obtainable offline). ``gradient``: ALGORITHM.md section 2 with the values tuned
+weights are not obtainable offline). ``gradient``: docs/algorithm.md (``gradient``) with the values tuned
 on ``shared/data/tune`` (DnCNN training images, disjoint from Set12 and BSD68; never on a test
 set) by ``python -m dynpnp_jax.tune`` -- see ``configs/gradient_tuned.py``.
 """

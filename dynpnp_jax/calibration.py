@@ -8,7 +8,7 @@ lens, a Gaussian guess, or nothing at all: the identity). Two ways to adapt it:
   ``sum k = 1``, inside the given support). Registered as ``a_step='kernel'`` in
   :mod:`dynpnp_jax.steps`; it re-estimates ``k`` by least squares on the current estimate, which
   is the estimate's own blur as much as the true one, so it tends to *hurt* (measured in
-  RESULTS.md).
+  docs/results/calibration.md).
 * the ``calibrated`` mode of :func:`dynpnp_jax.restore` -- a kernel family around the given
   kernel (rotation, scale, extra Gaussian width: :func:`warp_kernel`) whose parameters are chosen
   inside the jitted program by a staged search (:func:`search`), then the full loop runs with the
@@ -27,7 +27,7 @@ lens, a Gaussian guess, or nothing at all: the identity). Two ways to adapt it:
     discrepancy-principle penalty ``GAMMA |log(mean((k_j * x_j - y)^2) / sigma^2)|``. The DPIR
     loop fits the data almost equally well with any nearby kernel, so the residual barely
     separates candidates, and the sparsity measure drifts; it fails on camera-shake kernels and
-    costs 9x ``dpir`` (RESULTS.md).
+    costs 9x ``dpir`` (docs/results/calibration.md).
 
 Everything is pure JAX: kernels are resampled with bilinear interpolation
 (``jax.scipy.ndimage.map_coordinates``), so the family is differentiable in its parameters.
@@ -137,7 +137,7 @@ def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Arra
     """Per image: ``log(||grad x||_1 / ||grad x||_2) + GAMMA |log(r / noise_var)|`` with
     ``r = mean(residual^2)``, on the interior (``margin`` pixels left out on every side); lower is
     better. (With ``TAU`` set, the discrepancy term is the one-sided hinge
-    ``max(0, log(r / noise_var) - log(1 + TAU))``: measured worse on Set3G, see RESULTS.md.)"""
+    ``max(0, log(r / noise_var) - log(1 + TAU))``: measured worse on Set3G, see docs/results/calibration.md.)"""
     sl = (slice(None), slice(margin, x.shape[1] - margin), slice(margin, x.shape[2] - margin))
     r, x = residual[sl], x[sl]
     gx, gy = jnp.diff(x, axis=1), jnp.diff(x, axis=2)
@@ -186,7 +186,7 @@ def likelihood_score(y: Array, k: Array, noise_var, frame: bool = False) -> Arra
     (:func:`dynpnp_jax.boundary.periodic_component`: the smooth part that carries the edge jumps
     removed, all detail kept). On training frames this separates right from wrong kernels
     slightly better than a window falling to zero at the edges (equal-error rate 18 % against
-    19 %, RESULTS.md).
+    19 %, docs/results/calibration.md).
 
     Args: ``y`` (B, H, W, C); ``k`` (B, kh, kw) kernels; ``noise_var`` scalar or (B,);
     ``frame`` (static bool). Returns (B,)."""

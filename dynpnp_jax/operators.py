@@ -319,7 +319,7 @@ class Convolution(Operator):
 class RowMix(Operator):
     """A dense ``H x H`` matrix applied from the left to every channel: ``(A x)_c = M x_c``.
 
-    This is the A of the authors' notebooks (ALGORITHM.md section 1).
+    This is the A of the authors' notebooks (docs/algorithm.md, ``authors``).
     """
 
     m: Array  # (B, H, H)

@@ -6,7 +6,7 @@ x-steps share one signature ``x_step(op, x, y, v, delta, mu, *, cg_iters) -> x``
   ``x - delta * [A^T (A x - y) + mu (x - v)]``.
 * ``authors``  -- what the authors' notebooks run: ``lambda x + delta A^T y + delta v`` with
   ``lambda = 1 - delta (1 + mu)``, i.e. Eq. (6) with ``A^T A`` taken as ``I`` and the prior term
-  ``delta * v`` instead of ``delta * mu * v`` (ALGORITHM.md section 1).
+  ``delta * v`` instead of ``delta * mu * v`` (docs/algorithm.md, ``authors``).
 * ``exact``    -- the minimiser of Eq. (4): ``(A^T A + mu I)^{-1} (A^T y + mu v)``; closed form for
   identity and gain maps, FFT for a convolution, a dense solve for the row-mix.
 * ``fft``      -- ``exact`` restricted to the convolution operator (as in IRCNN/DPIR).
@@ -24,7 +24,7 @@ A-steps share ``a_step(op, x, v, y, g, alpha) -> op``:
   ``A - alpha * grad_A ||A x + g(y) - y||^2``.
 * ``kernel``   -- the gradient step of ``gradient`` on a blur kernel, projected back onto
   kernels (non-negative, sum 1, inside the given support).
-* ``authors``  -- the notebooks' update of the row-mix matrix M (ALGORITHM.md section 1):
+* ``authors``  -- the notebooks' update of the row-mix matrix M (docs/algorithm.md, ``authors``):
   ``S_c = yhat_c + (v_c^T M v_c)[:H, :]``, ``M <- M - rho * mean_c(S_c)[:, :H]`` with
   ``yhat = y - g(y)``. It is not the gradient of any loss written in the paper; we reproduce it
   because it is what produced the published numbers.

@@ -523,7 +523,7 @@ def test_reference_output_crop(crop_outputs, name):
 
 
 def _mismatch_stats(ours, theirs):
-    """How the authors' 8-bit values ``theirs`` depart from ``floor(ours)`` (docs/dmphn_notes.md).
+    """How the authors' 8-bit values ``theirs`` depart from ``floor(ours)`` (docs/results/gopro.md).
 
     ``e = ours - theirs - 0.5`` is uniform on [-0.5, 0.5) (variance 1/12) when ``theirs`` is our
     value truncated; an extra difference ``d`` between their float output and ours adds
@@ -545,7 +545,7 @@ def _mismatch_stats(ours, theirs):
 
 
 def test_dmphn_1248_mismatch_is_a_smooth_field(crop_outputs):
-    """Pins the finding of docs/dmphn_notes.md: the authors' DMPHN 1-2-4-8 frame is our output
+    """Pins the finding of docs/results/gopro.md: the authors' DMPHN 1-2-4-8 frame is our output
     truncated (not rounded) plus a smooth, channel-common difference of ~0.25 levels, which the
     released code and checkpoint do not reproduce (1-2-4 matches to quantisation)."""
     s124 = _mismatch_stats(*crop_outputs("dmphn-1-2-4"))
@@ -589,7 +589,7 @@ def test_reference_output_full_frame(gopro, shared_upstream, name):
     print(f"{name}: full frame {t1 - t0:.1f} s (incl. compile), PSNR vs authors {p:.2f} dB, "
           f"{frac:.2e} of values differ; {({k: round(v, 3) for k, v in stats.items()})}")
     assert p >= 50.0
-    if name == "dmphn-1-2-4-8":  # docs/dmphn_notes.md: a smooth extra field of ~0.25 levels
+    if name == "dmphn-1-2-4-8":  # docs/results/gopro.md: a smooth extra field of ~0.25 levels
         assert 0.18 < stats["extra_std"] < 0.35 and stats["corr_right"] > 0.3
     else:  # truncation of our output and nothing else
         assert p > 90 and stats["extra_std"] < 0.05 and abs(stats["corr_right"]) < 0.1

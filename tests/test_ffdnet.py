@@ -274,7 +274,7 @@ def test_psnr_pinned_and_wrong_packing_loses(variables):
 # FFDNet paper (TIP 2018), Set12 means, gray, sigma 15 / 25 / 50. Measured here (float32, CPU
 # and H200 'highest'): 32.7392 / 30.4193 / 27.3000. The sigma 50 gap is 0.019993 dB, i.e. this
 # test passes with ~1e-5 dB to spare; the gap is the noise draw (RandomState(0) vs MATLAB's
-# randn('seed', 0)): over numpy seeds 0..5 the Set12 mean is 27.317 +- 0.021 (docs/ffdnet_notes.md).
+# randn('seed', 0)): over numpy seeds 0..5 the Set12 mean is 27.317 +- 0.021 (docs/results/parity.md).
 PUBLISHED_SET12 = {15: 32.75, 25: 30.43, 50: 27.32}
 
 

@@ -56,7 +56,7 @@ def test_hqs_exact_step(net, data):
 
 
 def test_authors_mode_by_hand(net, data):
-    """Section 1 of ALGORITHM.md written out with numpy for T=2."""
+    """The ``authors`` mode of docs/algorithm.md written out with numpy for T=2."""
     y, _ = data
     eta, delta, rho = 0.1, 0.01, 1e-3
     out, traj = dp.restore({"prior": net}, y, dp.make_config("authors", iters=2, delta=delta,

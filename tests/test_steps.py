@@ -83,7 +83,7 @@ def test_authors_x_step_formula():
 
 
 def test_authors_a_step_matches_notebook_algebra():
-    """Literal per-channel numpy version of the notebooks' A update (ALGORITHM.md section 1)."""
+    """Literal per-channel numpy version of the notebooks' A update (docs/algorithm.md, ``authors``)."""
     _, x, y, v = _data(5)
     g = 0.05 * y
     op = ops.RowMix.init(SHAPE)

@@ -1,4 +1,4 @@
-"""Evaluation protocols (ALGORITHM.md section 4): each one owns its task -- how a dataset
+"""Evaluation protocols (docs/algorithm.md, evaluation protocols): each one owns its task -- how a dataset
 example becomes a restoration problem, and how a restored output becomes the numbers a table
 reports -- so the evaluation CLI never branches on the task.
 

@@ -60,7 +60,7 @@ authors saved it matches their published outputs at 93.5 dB (1-2-4, 2.9e-5 of th
 by one level) and 92.5 dB (Stack(4), 3.7e-5); with flax's ConvTranspose instead of the phase form
 it was 93.2 / 92.9 dB in the same environment (which values sit exactly at a truncation boundary
 depends on the summation order). DMPHN 1-2-4-8 matches at 56.2 dB only (15 % of the values one
-level off). ``docs/dmphn_notes.md`` traces this: the released ``DMPHN_1_2_4_8_test.py`` run
+level off). ``docs/results/gopro.md`` (the DMPHN ports against the authors' own frames) traces this: the released ``DMPHN_1_2_4_8_test.py`` run
 step by step in PyTorch (CPU and CUDA, float32 / float64 / TF32 / float16) gives our output, and
 none of rounding instead of truncation, another level-4 cut or decoding, float16 or bfloat16
 arithmetic reproduces the authors' frames (8 of the 20 checked, 54-57 dB each); what separates
@@ -176,7 +176,7 @@ class ConvTranspose4x4s2(nn.Module):
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         # padding (1, 1) in the conv: XLA:CPU runs this with Eigen, measured faster here than the
-        # YNNPACK path a VALID conv on a pre-padded input would take (docs/dmphn_notes.md, 1.2)
+        # YNNPACK path a VALID conv on a pre-padded input would take (docs/results/gopro.md)
         p = jax.lax.conv_general_dilated(x, phase_kernel(kernel), (1, 1), ((1, 1), (1, 1)),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         p = p + jnp.tile(bias, 4)
