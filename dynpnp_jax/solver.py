@@ -793,14 +793,20 @@ def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
         cfg = alg.resolve(params, y.shape, cfg)
     out, traj = _restore_jit(params, y, cfg, clean, true_A)
     check_finite_output("restore", out)
-    check_converged(traj, params.get("A"), y)
+    check_converged(traj, params.get("A"), y,
+                    highlights=cfg.saturation != "off")
     return out, traj
 
 
-def check_converged(traj: "Trajectory", op=None, y=None) -> None:
+SATURATED_MAX = 16.0  # with saturation on: a highlight's estimated true value, up to 4 stops over
+
+
+def check_converged(traj: "Trajectory", op=None, y=None, highlights: bool = False) -> None:
     """Raise ``FloatingPointError`` when a concrete run diverged although its result may look
     finite: a non-finite operator deviation or A-loss (the A-step blew up), or a result before
-    clipping more than :data:`DIVERGED_MARGIN` beyond both [0, 1] and the range of ``y``. Warn
+    clipping more than :data:`DIVERGED_MARGIN` beyond both [0, 1] and the range of ``y`` (with
+    ``highlights``, saturation on, the upper bound is at least :data:`SATURATED_MAX`: unobserved
+    highlights are estimated above 1). Warn
     when the CG x-step of an operator without a closed-form solve stopped above its
     tolerance."""
     if not is_concrete((traj.a_dev, traj.a_loss, traj.out_range)):
@@ -819,6 +825,8 @@ def check_converged(traj: "Trajectory", op=None, y=None) -> None:
     if y is not None and is_concrete(y):
         lo, hi = min(lo, float(np.min(y))), max(hi, float(np.max(y)))
     lo, hi = lo - DIVERGED_MARGIN, hi + DIVERGED_MARGIN
+    if highlights:
+        hi = max(hi, SATURATED_MAX)
     far = (rng[:, 0] < lo) | (rng[:, 1] > hi)
     if far.any():
         i = int(np.flatnonzero(far)[0])
