@@ -59,6 +59,7 @@ from .operators import Blur, Downsample, Mask
 from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint")
+SATURATION = ("auto", "off")  # deblur: clipped pixels unobserved, or fitted (solver's saturation)
 ITERS = {"deblur": 8, "sr": 24, "inpaint": 8}  # DPIR's (data.degradations.DEFAULTS)
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
 AUTO_TILE = 512
@@ -257,7 +258,7 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
                   mask=None, mask_missing: str = "white", prior=None, iters: Optional[int] = None,
                   calibrate: bool = False, x8: bool = False, boundary: str = "unknown",
                   tile: Optional[int] = None, progress: bool = False,
-                  noise_floor: float = NOISE_FLOOR):
+                  noise_floor: float = NOISE_FLOOR, saturation: Optional[str] = None):
     """Restore one picture (``(1, H, W, C)`` float32 in [0, 1], e.g. from
     :func:`dynpnp_jax.imageio.read_image`).
 
@@ -277,6 +278,9 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
       boundary: deblur: ``'unknown'`` (a photograph) or ``'circular'``.
       tile: run the prior on tiles of this size (0: never; None: when a side exceeds 1024).
       progress: a progress bar over the iterations.
+      saturation: deblur: ``'auto'`` (default: pixels of ``y`` at the clipping level -- lamps,
+        highlights -- are treated as unobserved, ``make_config(saturation='auto')``; a no-op on a
+        picture with nothing clipped) or ``'off'``. Other tasks: ``None`` only.
       noise_floor: deblur / sr with ``noise='auto'``: the level handed to the solver is at least
         this (8-bit units; default 1, the least level IRCNN set by hand on its real pictures).
         A photograph's data misfit is more than its sensor noise (kernel error, JPEG, saturated
@@ -304,6 +308,13 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     _, h, w, c = x.shape
     if calibrate and task != "deblur":
         raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task deblur only")
+    if saturation is not None and task != "deblur":
+        raise RestoreError(f"--saturation treats clipped pixels of a blurred picture as unobserved: "
+                           f"it applies to --task deblur only, not {task}; fix: drop it")
+    if saturation is None:
+        saturation = "auto" if task == "deblur" else "off"
+    if saturation not in SATURATION:
+        raise RestoreError(f"--saturation {saturation!r}: expected one of {SATURATION}")
     if boundary not in ("unknown", "circular"):
         raise RestoreError(f"--boundary {boundary}: expected 'unknown' (a photograph) or "
                            "'circular' (a periodic, synthetic blur)")
@@ -379,7 +390,7 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
             params = {"prior": net}
         else:
             mode = "calibrated" if (task == "deblur" and calibrate) else "dpir"
-            kw = {"boundary": boundary} if task == "deblur" else {}
+            kw = {"boundary": boundary, "saturation": saturation} if task == "deblur" else {}
             cfg = dp.make_config(mode, report["iters"], noise_level=sigma, ensemble=bool(x8),
                                  keep_images=False, **kw)
             params = {"prior": net, "A": op}
@@ -570,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boundary", choices=("unknown", "circular"), default="unknown",
                    help="deblur: 'unknown' for a photograph (default), 'circular' for a "
                         "periodic synthetic blur")
+    p.add_argument("--saturation", choices=SATURATION, default=None,
+                   help="deblur: 'auto' (default) treats pixels at the clipping level (lamps, "
+                        "highlights) as unobserved; 'off' fits them as data")
     p.add_argument("--calibrate", action="store_true",
                    help="deblur: re-choose the kernel inside the loop (calibrated mode)")
     p.add_argument("--iters", type=int, help="iterations (default: deblur 8, sr 24, inpaint 8)")
@@ -619,6 +633,9 @@ def _preflight(args) -> list[Job]:
                            "--mask zeros; fix: add --mask")
     if args.calibrate and args.task != "deblur":
         raise RestoreError("--calibrate applies to --task deblur only")
+    if args.saturation is not None and args.task != "deblur":
+        raise RestoreError(f"--saturation applies to --task deblur only, not {args.task}; fix: "
+                           "drop it")
     srcs = collect_inputs(args.inputs, args.exclude, [args.kernel or "", args.mask or ""])
     plans = plan_outputs(srcs, args.output, args.ext)
     resolved_inputs = {s.resolve() for s in srcs}
@@ -717,6 +734,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     mask=job.mask, mask_missing=args.mask_missing, prior=args.prior,
                     iters=args.iters, calibrate=args.calibrate, x8=args.x8,
                     boundary=args.boundary, tile=args.tile, noise_floor=args.noise_floor,
+                    saturation=args.saturation,
                     progress=not args.no_progress and info.height * info.width > 256 * 256)
             except RestoreError as err:
                 print(f"restore: error: {job.src}: {err}", file=sys.stderr)

@@ -438,3 +438,23 @@ def test_diverged_loop_retried_only_for_auto_noise(tmp_path, capsys, monkeypatch
     assert rc == 1 and seen == pytest.approx([3.0, 3.0], rel=1e-5)
     assert "failed on" in err and "a.png" in err and "higher --noise" in err
     assert _files(tmp_path / "given") == ["b.png"]
+
+
+def test_saturation_is_on_for_deblurring_and_refused_elsewhere(tmp_path):
+    """A blurred picture with a clipped highlight: deblurring treats the clipped pixels as
+    unobserved by default (the solver's saturation='auto') and differs from --saturation off;
+    --saturation with another task is a usage error naming the fix."""
+    from dynpnp_jax.restore_cli import RestoreError, restore_photo
+
+    require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
+    yy, xx = np.mgrid[:40, :40]
+    x = 0.3 + 1.2 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 30.0)
+    k = np.ones((5, 5), np.float32) / 25
+    from scipy import ndimage
+    y = np.clip(ndimage.convolve(x, k, mode="reflect"), 0, 1).astype(np.float32)[None, ..., None]
+    assert (y >= 1).mean() > 0.01
+    on, _ = restore_photo(y, "deblur", kernel=k, noise=2, iters=2)
+    off, _ = restore_photo(y, "deblur", kernel=k, noise=2, iters=2, saturation="off")
+    assert float(np.abs(np.asarray(on) - np.asarray(off)).max()) > 1e-3
+    with pytest.raises(RestoreError, match="--task deblur only"):
+        restore_photo(y, "denoise", noise=2, saturation="auto")
