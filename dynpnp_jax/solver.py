@@ -266,7 +266,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         prior, :func:`~dynpnp_jax.calibration.likelihood_score`; no network runs) or
         ``'sparsity'`` (each candidate runs a cheap DPIR loop, ``calib_iters`` iterations on a
         ``calib_crop`` centre crop -- default the whole image -- scored by gradient sparsity plus
-        a discrepancy penalty; 9x the cost of ``dpir`` and measured worse, RESULTS.md).
+        a discrepancy penalty; 9x the cost of ``dpir`` and measured worse, docs/results/calibration.md).
         ``calib_margin``: the given kernel is kept unless the chosen one lowers the criterion by
         more than this (likelihood: nats per pixel; default
         :data:`~dynpnp_jax.calibration.LIKELIHOOD_MARGIN`, or ``LIKELIHOOD_MARGIN_FRAME`` with
@@ -281,7 +281,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         every iteration, then cropped; :mod:`dynpnp_jax.boundary`).
       boundary_iters: with ``boundary='unknown'`` and the exact x-step, the preconditioned CG
         steps that make the x-step exact for the masked data term (0: one circular solve with
-        the completed ``y``; RESULTS.md: on a 27x27 kernel 0 / 16 / 64 steps give 25.1 / 30.0 /
+        the completed ``y``; docs/results/unknown_boundaries.md: on a 27x27 kernel 0 / 16 / 64 steps give 25.1 / 30.0 /
         30.2 dB).
       relax, inertia: ``dpir`` / ``calibrated`` modes, scalars or one per iteration: the prior
         step becomes ``v_t = x_t + relax_t (D(x_t) - x_t)`` (a relaxation; the last one blends
