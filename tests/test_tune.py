@@ -324,7 +324,7 @@ def test_shipped_relaxed_config_is_valid():
      "now, before the run). Fix: mkdir -p /no/such/folder"),
     (["--out", "/no/such/folder/t.json"], "the folder /no/such/folder does not exist"),
     (["--task", "kernel-step", "--out", "."], "would replace or delete it. Expected a new file"),
-    (["--task", "dpir", "--write-config", "/tmp"], "--write-config /tmp: is a folder"),
+    (["--task", "dpir", "--write-config", "/usr"], "--write-config /usr: is a folder"),
 ])
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
