@@ -474,12 +474,3 @@ def _estimate_impl(y, k, nl, margin, stages, grid, size, frame=False):
 
 _estimate = jax.jit(_estimate_impl, static_argnames=("stages", "grid", "size", "frame"))
 
-
-if __name__ == "__main__":  # the margin measurement moved to its own module (it needs tune)
-    import sys
-
-    from .calibration_margins import main
-
-    print("python -m dynpnp_jax.calibration is now python -m dynpnp_jax.calibration_margins",
-          file=sys.stderr)
-    raise SystemExit(main())
