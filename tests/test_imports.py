@@ -59,15 +59,14 @@ def _is_main_block(node) -> bool:
 @functools.lru_cache(maxsize=None)
 def _imports(mod: str) -> list:
     """``[(target module, imported names or None, lineno)]`` of every import statement in
-    ``mod`` (top level and inside functions; ``if __name__ == "__main__"`` blocks left out)."""
+    ``mod`` (top level, inside functions and in ``if __name__ == "__main__"`` blocks: a
+    ``python -m`` entry point ties modules together as much as any import)."""
     path, is_pkg = MODULES[mod]
     pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
     out = []
 
     def visit(node):
         for child in ast.iter_child_nodes(node):
-            if _is_main_block(child):
-                continue
             if isinstance(child, ast.Import):
                 out.extend((a.name, None, child.lineno) for a in child.names)
             elif isinstance(child, ast.ImportFrom):
