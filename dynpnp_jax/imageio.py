@@ -64,39 +64,6 @@ class ImageInfo:
         return 65535 if self.bits == 16 else 255
 
 
-def _decode_native(path: Path) -> tuple[np.ndarray, str, bool]:
-    """(uint8 or uint16 (H, W, C), format, alpha dropped) of a PNG, JPEG, TIFF or BMP file."""
-    with Image.open(path) as im:
-        fmt = im.format or "?"
-        alpha = "A" in im.getbands()
-        if fmt == "PNG" and sources._png_16bit_colour(path):
-            return sources._read_png16_colour(path), fmt, alpha
-        if fmt == "TIFF" and sources._tiff_16bit_colour(im):
-            try:
-                import tifffile
-            except ImportError as err:
-                raise ImageReadError("a 16-bit colour TIFF needs the tifffile package (Pillow "
-                                     "reads only its high byte); pip install tifffile") from err
-            arr = np.asarray(tifffile.imread(path))
-            if arr.ndim != 3 or arr.shape[-1] not in (3, 4) or arr.dtype != np.uint16:
-                raise ImageReadError(f"expected a (H, W, 3) uint16 TIFF, got {arr.shape} "
-                                     f"{arr.dtype}")
-            return arr[..., :3], fmt, arr.shape[-1] == 4
-        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-            arr = np.asarray(im)
-            if arr.min() < 0 or arr.max() > 65535:
-                raise ImageReadError(f"32-bit integer image with values {arr.min()}..{arr.max()}"
-                                     "; expected 8 or 16 bits per channel")
-            return arr.astype(np.uint16)[..., None], fmt, False
-        if im.mode == "F":
-            raise ImageReadError("a floating-point image; expected 8 or 16 bits per channel "
-                                 "(convert it to an 8- or 16-bit PNG)")
-        gray = im.mode in ("L", "LA", "1")
-        im.load()  # decode everything now: a truncated file fails here, naming it below
-        arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
-    return (arr[..., None] if arr.ndim == 2 else arr), fmt, alpha
-
-
 def read_image(path) -> tuple[np.ndarray, ImageInfo]:
     """A PNG, JPEG, TIFF or BMP file (8 or 16 bits per channel) as ``((1, H, W, C) float32 in
     [0, 1], ImageInfo)``.
@@ -112,7 +79,7 @@ def read_image(path) -> tuple[np.ndarray, ImageInfo]:
                                 + (" (it is a folder)" if p.is_dir() else "")
                                 + "; fix: check the path")
     try:
-        arr, fmt, alpha = _decode_native(p)
+        arr, fmt, alpha = sources.decode_native(p)
     except ImageReadError as err:
         raise ImageReadError(f"cannot read image {p}: {err}. Fix: re-export the file as an "
                              "8- or 16-bit PNG.") from None

@@ -301,12 +301,17 @@ def _tiff_16bit_colour(im) -> bool:
     return isinstance(bits, tuple) and len(bits) >= 3 and bits[0] == 16
 
 
-def _decode(path: Path) -> np.ndarray:
-    """uint8 (H, W, 1) or (H, W, 3) of any supported file (see ``read_image``)."""
+def decode_native(path: Path) -> tuple[np.ndarray, str, bool]:
+    """``(array, format, alpha dropped)`` of a PNG, JPEG, TIFF or BMP file: the array uint8 or
+    uint16 (H, W, C) as stored (8 or 16 bits per channel, C = 1 or 3). The one decoder of image
+    files: ``read_image`` (data sets, uint8 by ``BIT_DEPTH_RULE``) and
+    ``dynpnp_jax.imageio.read_image`` (pictures to restore, bit depth kept) both call it."""
     with Image.open(path) as im:
-        if im.format == "PNG" and _png_16bit_colour(path):
-            return _u16_to_u8(_read_png16_colour(path))
-        if im.format == "TIFF" and _tiff_16bit_colour(im):
+        fmt = im.format or "?"
+        alpha = "A" in im.getbands()
+        if fmt == "PNG" and _png_16bit_colour(path):
+            return _read_png16_colour(path), fmt, alpha
+        if fmt == "TIFF" and _tiff_16bit_colour(im):
             try:
                 import tifffile
             except ImportError as err:
@@ -316,19 +321,26 @@ def _decode(path: Path) -> np.ndarray:
             if arr.ndim != 3 or arr.shape[-1] not in (3, 4) or arr.dtype != np.uint16:
                 raise ImageReadError(f"expected a (H, W, 3) uint16 TIFF, got {arr.shape} "
                                      f"{arr.dtype}")
-            return _u16_to_u8(arr[..., :3])
+            return arr[..., :3], fmt, arr.shape[-1] == 4
         if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             arr = np.asarray(im)
-            if im.mode == "I" and (arr.min() < 0 or arr.max() > 65535):
+            if arr.min() < 0 or arr.max() > 65535:
                 raise ImageReadError(f"32-bit integer image with values {arr.min()}..{arr.max()}"
-                                     f"; expected 8 or 16 bits per channel")
-            return _u16_to_u8(arr)[..., None]
+                                     "; expected 8 or 16 bits per channel")
+            return arr.astype(np.uint16)[..., None], fmt, False
         if im.mode == "F":
             raise ImageReadError("a floating-point image; expected 8 or 16 bits per channel "
                                  "(convert it to an 8- or 16-bit PNG)")
         gray = im.mode in ("L", "LA", "1")
+        im.load()  # decode everything now: a truncated file fails here, naming it
         arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
-    return arr[..., None] if arr.ndim == 2 else arr
+    return (arr[..., None] if arr.ndim == 2 else arr), fmt, alpha
+
+
+def _decode(path: Path) -> np.ndarray:
+    """uint8 (H, W, 1) or (H, W, 3) of any supported file (see ``read_image``)."""
+    arr = decode_native(path)[0]
+    return _u16_to_u8(arr) if arr.dtype == np.uint16 else arr
 
 
 def read_image(path: Path, channels: int | None = None) -> np.ndarray:
