@@ -6,10 +6,12 @@ the plug-and-play prior (``dpir`` protocol and solver mode; docs/algorithm.md).
     python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4 --protocol dpir \
         --kernel bicubic:{scale}
     python -m dynpnp_jax.eval --task inpaint --dataset set3g --mask random:0.5 --noise 0
+    python -m dynpnp_jax.eval --task demosaic --dataset cbsd68 --method dpir mhc bilinear
 
 ``dpir``: the solver's ``dpir`` mode with the known operator fixed (``params['A']``): DPIR's
 schedule (sigma from 49/255 down to the noise level, rho_t), T = 8 for deblurring and
-inpainting, 24 for SR, with the x8 self-ensemble as DPIR's scripts run it. ``dpir-tuned``
+inpainting, 24 for SR, 40 for demosaicing (started from Malvar-He-Cutler), with the x8
+self-ensemble as DPIR's scripts run it. ``dpir-tuned``
 (deblurring, only when named): the same with the schedule of ``configs/dpir_tuned.py``, tuned on
 training crops for noise 2.55 / 7.65 and T = 8 / 4::
 
@@ -24,13 +26,13 @@ plug-and-play algorithms of ``dynpnp_jax.algorithms`` with the same schedule, T 
 
 The prior is FFDNet (gray or colour after the data): DPIR's own DRUNet weights are not used
 here. Baselines: the degraded input, Wiener deconvolution (deblur), bicubic up-sampling (SR),
-linear interpolation (inpainting).
+linear interpolation (inpainting), Malvar-He-Cutler and bilinear interpolation (demosaicing).
 """
 
 
 def get_config() -> dict:
     return {
-        "tasks": ["deblur", "sr", "inpaint"],
+        "tasks": ["deblur", "sr", "inpaint", "demosaic"],
         # no "protocol": dpir for every task, except --task sr on the standard SR sets (Set5,
         # ...), which get the SR literature's imresize protocol (--protocol dpir for DPIR's)
         "prior": "ffdnet-{color}",
@@ -39,6 +41,8 @@ def get_config() -> dict:
             "wiener": {"mode": "wiener"},
             "bicubic": {"mode": "bicubic"},
             "interp": {"mode": "interp"},
+            "mhc": {"mode": "mhc"},
+            "bilinear": {"mode": "bilinear"},
             "dpir": {"mode": "dpir", "ensemble": True},
             # deblurring only: the kernel re-chosen inside the loop (--kernel-given: what the
             # solver is told; dynpnp_jax.calibration)

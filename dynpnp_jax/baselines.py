@@ -25,12 +25,18 @@ solver's methods, as config methods ``{'mode': NAME}``:
   for the DPIR bicubic kernels that is ``imresize(y, s)``; for a centred kernel the grid is
   shifted by (s - 1) / 2 HR pixels, as DPIR's ``shift_pixel`` does;
 * ``interp`` -- inpainting: the missing pixels linearly interpolated from the observed ones
-  (Delaunay, ``scipy.interpolate.griddata``), nearest observed value outside their hull.
+  (Delaunay, ``scipy.interpolate.griddata``), nearest observed value outside their hull;
+* ``mhc`` -- demosaicing: Malvar-He-Cutler gradient-corrected interpolation (the 5x5 filters of
+  the ICASSP 2004 paper, MATLAB ``demosaic``; :func:`dynpnp_jax.demosaic.malvar`), the ``dpir``
+  solver's start for this task;
+* ``bilinear`` -- demosaicing: per-channel bilinear interpolation of the Bayer samples
+  (:func:`dynpnp_jax.demosaic.bilinear`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import demosaic
 from .operators import Downsample
 from .resize import imresize
 
@@ -124,12 +130,23 @@ def _interp(problem) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _demosaic(fn):
+    def run(problem) -> np.ndarray:
+        cfa = demosaic.to_cfa(problem.y)
+        return np.asarray(fn(cfa, problem.meta.get("pattern", "RGGB")), np.float32)
+    return run
+
+
 # mode -> (tasks it applies to, function, one-line description)
 BASELINES = {
-    "input": (("denoise", "deblur", "sr", "inpaint"), _input, "the degraded input itself"),
+    "input": (("denoise", "deblur", "sr", "inpaint", "demosaic"), _input,
+              "the degraded input itself"),
     "wiener": (("deblur",), _wiener, "Wiener deconvolution with the known kernel"),
     "bicubic": (("sr",), _bicubic, "bicubic up-sampling (MATLAB imresize)"),
     "interp": (("inpaint",), _interp, "linear interpolation of the missing pixels"),
+    "mhc": (("demosaic",), _demosaic(demosaic.malvar),
+            "Malvar-He-Cutler demosaicing (MATLAB demosaic)"),
+    "bilinear": (("demosaic",), _demosaic(demosaic.bilinear), "bilinear demosaicing"),
 }
 TASKS = {mode: tasks for mode, (tasks, _, _) in BASELINES.items()}
 
@@ -138,8 +155,10 @@ def run_baseline(mode: str, problem) -> np.ndarray:
     """The baseline ``mode``'s output for ``problem`` (float32, the restored size)."""
     if mode not in BASELINES:
         raise ValueError(f"mode: unknown baseline {mode!r}; expected one of {sorted(BASELINES)}; "
-                         "fix: pick one of those (wiener: deblur, bicubic: sr, interp: inpaint)")
-    need = {"wiener": "kernel", "bicubic": "kernel", "interp": "mask"}.get(mode)
+                         "fix: pick one of those (wiener: deblur, bicubic: sr, interp: inpaint, "
+                         "mhc and bilinear: demosaic)")
+    need = {"wiener": "kernel", "bicubic": "kernel", "interp": "mask", "mhc": "pattern",
+            "bilinear": "pattern"}.get(mode)
     meta = getattr(problem, "meta", None)
     if need is not None and (not isinstance(meta, dict) or need not in meta
                              or (mode == "bicubic" and "scale" not in meta)):

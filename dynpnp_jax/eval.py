@@ -8,6 +8,7 @@
     python -m dynpnp_jax.eval --task deblur --dataset set3c --kernel levin --noise 2.55 7.65
     python -m dynpnp_jax.eval --task sr --dataset set5 --scale 2 3 4
     python -m dynpnp_jax.eval --task inpaint --dataset set3g --mask random:0.5
+    python -m dynpnp_jax.eval --task demosaic --dataset cbsd68 --method dpir mhc bilinear
 
 A short pipeline: resolve the experiment (config + command line, every check before anything is
 written: ``experiment.resolve``), build the problems (the protocol turns each dataset example
@@ -61,8 +62,8 @@ from .compile_cache import enable_compilation_cache as _enable
 from .data import to_channels
 from .distributed import local, note_temporary
 from .download import UNKNOWN, sha256_file
-from .experiment import (BASELINE_MODES, ITERS_WHY, MAX_ITERS, Experiment, UsageError, calibrates,
-                         method_kwargs, resolve, told_operator, with_iters)
+from .experiment import (BASELINE_MODES, ITERS_WHY, MAX_ITERS, TASKS, Experiment, UsageError,
+                         calibrates, method_kwargs, resolve, told_operator, with_iters)
 from .operators import Blur
 from .report import safe_name
 from .sharding import pad_leaves, shard_batch, unshard
@@ -675,9 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="set12, bsd68, gopro, set3g, set3c, set5, cbsd68 or folder (default: the "
                         "config's, else set12)")
-    p.add_argument("--task", default=None, choices=("denoise", "deblur", "sr", "inpaint"),
+    p.add_argument("--task", default=None, choices=TASKS,
                    help="denoise (default for clean images), deblur (recorded blur for "
-                        "blur/sharp pairs, else a known kernel), sr, inpaint")
+                        "blur/sharp pairs, else a known kernel), sr, inpaint, demosaic (RGGB "
+                        "Bayer mosaic; colour sets: cbsd68, set3c, set5)")
     p.add_argument("--sigma", type=_sigma, nargs="+", default=None,
                    help="noise levels on the 8-bit scale, > 0 (denoising protocols)")
     p.add_argument("--kernel-given", default=None, metavar="SPEC",
@@ -689,8 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "gauss:1.6, motion:15,45, identity or a file; each runs (default: "
                         "levin for deblur, bicubic:SCALE for sr)")
     p.add_argument("--noise", nargs="+", default=None,
-                   help="noise levels on the 8-bit scale, e.g. 2.55 7.65 (known degradations; "
-                        "for denoising the same as --sigma). A single name is taken as the "
+                   help="noise levels on the 8-bit scale, e.g. 2.55 7.65 (known degradations: "
+                        "default 2.55 for deblur, 0 for sr, inpaint and demosaic; for "
+                        "denoising the same as --sigma). A single name is taken as the "
                         "noise estimator's network (old meaning; use --noise-net)")
     p.add_argument("--boundary", nargs="+", default=None, choices=("circular", "unknown"),
                    help="deblurring: how y is made at the frame's edges; each runs. circular "
@@ -703,7 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inpainting masks: random:P (each pixel missing with probability P) or "
                         "an image file (white = observed)")
     p.add_argument("--method", nargs="+", default=None,
-                   help="methods: prior static hqs authors gradient (default: all of the config)")
+                   help="methods of the config (default: all that apply to the task). "
+                        "Denoising: prior static hqs authors gradient; known degradations "
+                        "(configs/dpir.py): dpir and the baselines "
+                        + ", ".join(f"{m} ({'/'.join(t)})" for m, t in BASELINE_MODES.items()))
     p.add_argument("--prior", default=None, help="registry name of the prior ({sigma} allowed)")
     p.add_argument("--noise-level", type=_sigma, default=None,
                    help="denoising with a noise-conditioned prior (FFDNet): the noise level "

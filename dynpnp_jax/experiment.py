@@ -23,6 +23,7 @@ from . import algorithms, data
 from . import kernels as K
 from .baselines import BASELINES
 from .data.degradations import DEFAULTS, SR_SETS, Degradation, check_mask_spec
+from .data.degradations import TASKS as DPIR_TASKS  # known degradations, made by the dpir protocol
 from .paths import check_output_place
 from .solver import make_config
 from .weights import available, get_spec
@@ -36,7 +37,8 @@ CONFIG_KEYS = {
     "methods": "required: {method name: make_config keyword arguments (with 'mode'), or "
                "{sigma: keyword arguments}}",
     "prior": "required: the prior's registry name, '{sigma}' allowed (e.g. 'dncnn-s{sigma}')",
-    "task": "optional: 'denoise', 'deblur', 'sr' or 'inpaint' (must match the protocol)",
+    "task": "optional: 'denoise', 'deblur', 'sr', 'inpaint' or 'demosaic' (must match the "
+            "protocol)",
     "dataset": "optional: the default --dataset",
     "protocol": "optional: the default --protocol",
     "sigmas": "optional: the default --sigma list (denoising)",
@@ -63,7 +65,7 @@ ITERS_WHY = (f"at most {MAX_ITERS}: each iteration calls the network once per im
              f"2 to 100 iterations")
 # Methods that do not call the solver (dynpnp_jax.baselines): mode -> the tasks they apply to.
 BASELINE_MODES = {mode: tasks for mode, (tasks, _, _) in BASELINES.items()}
-TASKS = ("denoise", "deblur", "sr", "inpaint")
+TASKS = ("denoise", *DPIR_TASKS)
 
 
 def traits(mode) -> "algorithms.Traits | None":
@@ -81,7 +83,6 @@ def told_operator(mode) -> bool:
 def calibrates(mode) -> bool:
     t = traits(mode)
     return t is not None and t.calibrates
-DPIR_TASKS = ("deblur", "sr", "inpaint")  # known degradations, made by the dpir protocol
 
 
 def default_config_name(dataset: str, task: str, paired: bool) -> str | None:
@@ -476,7 +477,7 @@ def _protocol(args, cfg: dict, config_name: str, task: str, dataset: str, source
     if name == "dpir":
         if task not in DPIR_TASKS:
             raise UsageError(f"--protocol dpir: makes known degradations ({', '.join(DPIR_TASKS)})"
-                             f", got task {task!r}. Fix: --task deblur, sr or inpaint.")
+                             f", got task {task!r}. Fix: --task {', '.join(DPIR_TASKS)}.")
         return dataclasses.replace(protocol, task=task)
     if protocol.task != task:
         raise UsageError(f"--task {task} / --protocol {name}: protocol {name!r} is for "
@@ -508,8 +509,9 @@ def _dpir_conditions(args, protocol, noise_levels):
         _refuse(args, ("--scale",), f"--scale is for --task sr, not {task}")
     if task != "inpaint":
         _refuse(args, ("--mask",), f"--mask is for --task inpaint, not {task}")
-    else:
-        _refuse(args, ("--kernel",), "inpainting has no blur kernel")
+    if task in ("inpaint", "demosaic"):
+        _refuse(args, ("--kernel",), {"inpaint": "inpainting", "demosaic": "demosaicing"}[task]
+                + " has no blur kernel")
     if task != "deblur":
         _refuse(args, ("--boundary",), f"--boundary is for --task deblur, not {task}")
     table, conds = {}, []
@@ -543,6 +545,8 @@ def _dpir_conditions(args, protocol, noise_levels):
             table.update({name: k for name, k in pairs})
             conds += [Degradation(task, n, kernel=name, scale=s) for n in noises
                       for name, _ in pairs]
+    elif task == "demosaic":
+        conds = [Degradation(task, n, pattern=p) for n in noises for p in defaults["patterns"]]
     else:
         masks = args.mask or defaults["masks"]
         for m in masks:
@@ -557,7 +561,8 @@ def _dpir_conditions(args, protocol, noise_levels):
 def _conditions(args, cfg, protocol, noise_levels, notes) -> tuple[Any, list, str]:
     if protocol.name in ("dpir", "imresize"):
         protocol, requested = _dpir_conditions(args, protocol, noise_levels)
-        cond_arg = "--kernel/--noise" if protocol.task != "inpaint" else "--mask/--noise"
+        cond_arg = {"inpaint": "--mask/--noise", "demosaic": "--noise"}.get(
+            protocol.task, "--kernel/--noise")
     elif protocol.condition_name == "sigma":
         _refuse(args, ("--kernel", "--scale", "--mask", "--boundary"),
                 f"protocol {protocol.name!r} denoises (known degradations: --task deblur, sr or "
@@ -742,6 +747,10 @@ def resolve(args, *, check_output: bool = True) -> Experiment:
     if channels is None and "{color}" in (args.prior or cfg["prior"]):
         channels = data.sources.file_channels(source)  # from the files' headers
     color = "gray" if channels == 1 else "color"
+    try:  # e.g. gray images for demosaicing: refused before anything runs
+        protocol.check_data(channels, f"--dataset {dataset}")
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
     def fields(c):
         out = {"color": color}

@@ -1,8 +1,8 @@
-"""The ``dpir`` protocol: known degradations -- blur, super-resolution, inpainting -- plus
-Gaussian noise, as the DPIR scripts (Zhang et al., TPAMI 2021, ``main_dpir_deblur.py``,
+"""The ``dpir`` protocol: known degradations -- blur, super-resolution, inpainting, demosaicing
+-- plus Gaussian noise, as the DPIR scripts (Zhang et al., TPAMI 2021, ``main_dpir_deblur.py``,
 ``main_dpir_sisr.py``) make and score them. A condition is one degradation: a kernel and a noise
 level (deblurring), a scale, a kernel and a noise level (SR), a mask and a noise level
-(inpainting). Noise levels are on the 8-bit scale (2.55, 7.65), as DPIR writes them.
+(inpainting), a Bayer pattern and a noise level (demosaicing). Noise levels are on the 8-bit scale (2.55, 7.65), as DPIR writes them.
 
 ``deblur`` (``main_dpir_deblur.py``, exactly):
   * ``gt = modcrop(img_uint8, 8)``; ``y8 = scipy.ndimage.convolve(gt, k[..., None],
@@ -22,6 +22,16 @@ level (deblurring), a scale, a kernel and a noise level (SR), a mask and a noise
   probability P (``np.random.seed(1)`` per image, so the mask does not depend on the noise), or a
   mask image (white = observed); ``y = m * (gt / 255 + N(0, noise / 255))`` with the noise drawn
   after ``np.random.seed(0)``; ``operators.Mask``. PSNR on the whole image.
+``demosaic`` (``main_dpir_demosaick.py``): ``gt`` as it is (8-bit RGB; a gray image is refused,
+  :func:`check_channels`); the Bayer mask ``m`` of the pattern (``RGGB``: R at (0, 0), B at
+  (1, 1); ``demosaic.bayer_mask``), ``y = m * (gt / 255 + N(0, noise / 255))`` (noise drawn
+  after ``np.random.seed(0)``; noise 0 by default: DPIR's noiseless benchmark);
+  ``demosaic.Bayer`` (a per-channel ``Mask``: the exact x-step is pixel-wise), whose start is
+  the Malvar-He-Cutler interpolation. ``finalize`` puts the observed samples of ``y`` back into
+  the output when the noise is 0 (DPIR's last step, ``x[mask] = y[mask]``; a no-op for the
+  interpolations, which keep them), then rounds to 8 bits; colour PSNR and SSIM (RGB) without a
+  border of :data:`DEMOSAIC_BORDER` = 10 pixels (DPIR's ``border = 10``). The solver runs
+  ``DEFAULTS['demosaic']['iters']`` = 40 iterations (DPIR's ``iter_num``).
 
 SSIM is the ``standard`` protocol's (Gaussian window) on the same 8-bit images and crop; DPIR's
 scripts report PSNR only for deblurring.
@@ -42,22 +52,29 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import operators, paths, resize
+from .. import demosaic, operators, paths, resize
 from ..operators_resize import Imresize
 from .protocols import (Problem, Protocol, Standard, _check_finite, _check_float, _check_uint8,
                         _example_key)
 from .sources import read_image
 
 __all__ = ["Degradation", "Dpir", "ImresizeSR", "IMRESIZE", "SR_SETS", "TASKS", "DEFAULTS",
-           "parse_mask", "check_mask_spec", "modcrop",
-           "luminance_uint8"]
+           "COLOUR_TASKS", "DEMOSAIC_BORDER", "check_channels", "parse_mask", "check_mask_spec",
+           "modcrop", "luminance_uint8"]
 
-TASKS = ("deblur", "sr", "inpaint")
+#: The known-degradation tasks (the one list: the eval CLI's --task choices come from it).
+TASKS = ("deblur", "sr", "inpaint", "demosaic")
+#: Tasks that need RGB images (a gray image has no colours to sample).
+COLOUR_TASKS = ("demosaic",)
+#: Pixels left out on every side when a demosaicing result is scored (DPIR's ``border = 10``).
+DEMOSAIC_BORDER = 10
 # task -> default kernels / scales / masks / noise levels, and the DPIR solver settings
 DEFAULTS = {
     "deblur": {"kernels": ["levin"], "noise": [2.55], "iters": 8},
     "sr": {"scales": [2], "kernels": ["bicubic:{scale}"], "noise": [0], "iters": 24},
     "inpaint": {"masks": ["random:0.5"], "noise": [0], "iters": 8},
+    # DPIR's demosaicing script: RGGB, noiseless, 40 iterations
+    "demosaic": {"patterns": ["RGGB"], "noise": [0], "iters": 40},
 }
 
 
@@ -70,6 +87,18 @@ class Degradation(NamedTuple):
     scale: int = 1                    # sr
     mask: str | None = None           # inpaint
     boundary: str = "circular"        # deblur: 'circular' (DPIR's wrap) or 'unknown' (a frame)
+    pattern: str | None = None        # demosaic: the Bayer pattern ('RGGB')
+
+
+def check_channels(task: str, channels: int | None, what: str) -> None:
+    """Refuses gray data for a task of :data:`COLOUR_TASKS` (ValueError naming ``what`` -- the
+    dataset or image -- and the fix). ``channels``: 1 (gray), 3, or None (not known yet)."""
+    if task in COLOUR_TASKS and channels is not None and channels != 3:
+        kind = "gray (1 channel)" if channels == 1 else f"{channels}-channel"
+        raise ValueError(f"--task {task} needs RGB images (a Bayer sensor samples one colour "
+                         f"per pixel), but {what} is {kind}. Fix: use a colour set: "
+                         f"--dataset cbsd68, set3c or set5, or --dataset folder with RGB "
+                         f"images.")
 
 
 def luminance_uint8(img: np.ndarray) -> np.ndarray:
@@ -173,9 +202,11 @@ class Dpir(Protocol):
     name: str = "dpir"
     description: str = ("DPIR scripts: gt modcropped (8, or the SR scale), degraded on the uint8 "
                         "image by scipy.ndimage.convolve(mode='wrap') (uint8 out), /255 + "
-                        "Gaussian noise after np.random.seed(0) per image and degradation; output "
-                        "rounded to 8 bits; PSNR (border: SR scale, else 0; SR colour: 8-bit Y "
-                        "channel) + Gaussian SSIM")
+                        "Gaussian noise after np.random.seed(0) per image and degradation; "
+                        "inpainting/demosaicing: y = mask * (gt/255 + noise); output rounded to 8 "
+                        "bits (demosaicing without noise: observed samples put back first); PSNR "
+                        "(border: SR scale, demosaicing 10, else 0; SR colour: 8-bit Y channel) "
+                        "+ Gaussian SSIM")
     task: str = "deblur"
     condition_name: str = "degradation"
     kernel_table: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -202,25 +233,35 @@ class Dpir(Protocol):
                              f"unknown with --task deblur.")
         if self.task == "sr" and c.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {c.scale!r}. Fix: --scale 2.")
+        if self.task == "demosaic":
+            c = c._replace(pattern=demosaic.check_pattern(c.pattern or "RGGB"))
+        elif c.pattern is not None:
+            raise ValueError(f"a Bayer pattern is for the demosaic task, got pattern "
+                             f"{c.pattern!r} for {self.task}.")
         return c._replace(noise=int(n) if n.is_integer() else n)
+
+    def check_data(self, channels: int | None, what: str) -> None:
+        """Refuses data this task cannot use before anything runs (gray images for
+        demosaicing: :func:`check_channels`)."""
+        check_channels(self.task, channels, what)
 
     def condition_key(self, c: Degradation) -> str:
         parts = {"deblur": [c.kernel], "sr": [f"x{c.scale}", c.kernel],
-                 "inpaint": [c.mask]}[c.task]
+                 "inpaint": [c.mask], "demosaic": [c.pattern]}[c.task]
         if c.boundary != "circular":
             parts.append(f"boundary={c.boundary}")
         return "|".join([*parts, _noise_key(c.noise)])
 
     def condition_label(self, c: Degradation) -> str:
         parts = {"deblur": [f"k={c.kernel}"], "sr": [f"x{c.scale}", f"k={c.kernel}"],
-                 "inpaint": [f"mask={c.mask}"]}[c.task]
+                 "inpaint": [f"mask={c.mask}"], "demosaic": [f"bayer={c.pattern}"]}[c.task]
         if c.boundary != "circular":
             parts.append(f"boundary={c.boundary}")
         return ", ".join([*parts, f"noise={_noise_key(c.noise)}"])
 
     def condition_group(self, c: Degradation) -> str | None:
         """Conditions that differ only by kernel/mask share a group (a 'mean' column)."""
-        parts = {"deblur": [], "sr": [f"x{c.scale}"], "inpaint": []}[c.task]
+        parts = {"deblur": [], "sr": [f"x{c.scale}"], "inpaint": [], "demosaic": []}[c.task]
         if c.boundary != "circular":
             parts.append(f"boundary={c.boundary}")
         return ", ".join([*parts, f"noise={_noise_key(c.noise)}"])
@@ -263,6 +304,27 @@ class Dpir(Protocol):
             y = np.float32(y8 / 255.0)
             y += rng.normal(0, float(c.noise) / 255.0, y.shape)  # in place, as theirs
             meta["kernel"] = k32
+        elif c.task == "demosaic":
+            if img.ndim == 3 and img.shape[-1] == 3 and (
+                    np.array_equal(img[..., 0], img[..., 1])
+                    and np.array_equal(img[..., 1], img[..., 2])):
+                raise ValueError(f"--task demosaic needs RGB images, but image {name!r} is gray "
+                                 f"(its three channels are equal: a gray image stored as RGB, "
+                                 f"or converted for an RGB prior). Fix: use a colour set: "
+                                 f"--dataset cbsd68, set3c or set5, or drop the gray images.")
+            check_channels(c.task, img.shape[-1] if img.ndim == 3 else 1, f"image {name!r}")
+            gt = img
+            h, w = gt.shape[:2]
+            if min(h, w) <= 2 * DEMOSAIC_BORDER:
+                raise ValueError(f"image {name!r} ({h}x{w}) leaves nothing to score inside the "
+                                 f"{DEMOSAIC_BORDER}-pixel border of the demosaicing protocol. "
+                                 f"Fix: images of at least {2 * DEMOSAIC_BORDER + 1} pixels a "
+                                 f"side.")
+            m = demosaic.bayer_mask(h, w, c.pattern)
+            x = np.float32(gt / 255.0)
+            y = (m * (x + rng.normal(0, float(c.noise) / 255.0, x.shape))).astype(np.float32)
+            op = demosaic.Bayer.from_pattern(h, w, c.pattern, 1)
+            meta.update(mask=m > 0.5, mosaic=y, pattern=c.pattern, border=DEMOSAIC_BORDER)
         else:
             gt = img
             m = parse_mask(c.mask, gt.shape[:2])
@@ -275,6 +337,10 @@ class Dpir(Protocol):
         return Problem(name, y.astype(np.float32), np.float32(gt / 255.0), meta, {"A": op})
 
     def finalize(self, output_float, meta: dict) -> np.ndarray:
+        """8-bit output (``Standard``: clip, round). Demosaicing without noise: the observed
+        samples of ``y`` are put back first (DPIR's ``x[mask] = y[mask]``)."""
+        if self.task == "demosaic" and float(meta.get("noise", 0)) == 0 and "mosaic" in meta:
+            output_float = np.where(meta["mask"], meta["mosaic"], output_float)
         return Standard().finalize(output_float, meta)
 
     def metrics(self, output, clean, border: int = 0) -> dict:

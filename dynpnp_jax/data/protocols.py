@@ -60,8 +60,8 @@ The denoising protocols also expose their four steps, for notebooks and tuning::
     scikit-image then took the float dtype range (-1, 1). This inflates SSIM against
     ``data_range=1``; it is kept because the point of this protocol is their numbers.
 
-``dpir`` (known degradations: blur, super-resolution, inpainting + noise, as DPIR's scripts make
-them): see :mod:`dynpnp_jax.data.degradations`.
+``dpir`` (known degradations: blur, super-resolution, inpainting, demosaicing + noise, as DPIR's
+scripts make them): see :mod:`dynpnp_jax.data.degradations`.
 
 ``gopro`` (motion deblurring, the paper's Table 2): one condition (the recorded blur);
 ``y = blur / 255`` as float32, the reference the sharp frame where there is one. Scored as
@@ -218,6 +218,11 @@ class Protocol:
 
     def check_condition(self, condition) -> Hashable:
         return condition
+
+    def check_data(self, channels: int | None, what: str) -> None:
+        """Refuses data the protocol's task cannot use, before anything runs (ValueError naming
+        ``what`` and the fix); ``channels`` is the data's channel count (1 gray, 3 RGB) or None
+        when not known. Every image is checked again by :meth:`problem`. Default: anything."""
 
     def condition_key(self, condition) -> str:
         """The condition as a results.json / CSV key."""
