@@ -54,12 +54,14 @@ import dynpnp_jax as dp
 
 from . import imageio, kernels
 from .networks import Network
+from .effective_noise import effective_noise_level
 from .noise_estimation import estimate_noise_level
 from .operators import Blur, Downsample, Mask
 from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint")
 SATURATION = ("auto", "off")  # deblur: clipped pixels unobserved, or fitted (solver's saturation)
+EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
 ITERS = {"deblur": 8, "sr": 24, "inpaint": 8}  # DPIR's (data.degradations.DEFAULTS)
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
 AUTO_TILE = 512
@@ -258,7 +260,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
                   mask=None, mask_missing: str = "white", prior=None, iters: Optional[int] = None,
                   calibrate: bool = False, x8: bool = False, boundary: str = "unknown",
                   tile: Optional[int] = None, progress: bool = False,
-                  noise_floor: float = NOISE_FLOOR, saturation: Optional[str] = None):
+                  noise_floor: float = NOISE_FLOOR, saturation: Optional[str] = None,
+                  effective_noise: str = "auto"):
     """Restore one picture (``(1, H, W, C)`` float32 in [0, 1], e.g. from
     :func:`dynpnp_jax.imageio.read_image`).
 
@@ -290,6 +293,11 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         range, e.g. ringing around saturated lights), an auto level is doubled and the picture
         restored again, at most 3 times; ``report['retries']`` lists the levels that diverged.
         A given level is never changed: the error says so.
+      effective_noise: deblur with ``noise='auto'``: ``'auto'`` (default) hands the loop the
+        effective level of :func:`dynpnp_jax.effective_noise.effective_noise_level` (the sensor
+        estimate, floored, raised by what a pilot fit with the kernel says about kernel error;
+        ``report['noise_sensor']`` and ``report['noise_effective']`` hold both, with the pilot's
+        statistics in ``report['effective']``); ``'off'``: the floored sensor estimate.
 
     Returns:
       ``(restored, report)``: the restored picture (``(1, H', W', C)``: the input's size, or
@@ -315,6 +323,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         saturation = "auto" if task == "deblur" else "off"
     if saturation not in SATURATION:
         raise RestoreError(f"--saturation {saturation!r}: expected one of {SATURATION}")
+    if effective_noise not in EFFECTIVE:
+        raise RestoreError(f"--effective-noise {effective_noise!r}: expected one of {EFFECTIVE}")
     if boundary not in ("unknown", "circular"):
         raise RestoreError(f"--boundary {boundary}: expected 'unknown' (a photograph) or "
                            "'circular' (a periodic, synthetic blur)")
@@ -358,6 +368,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         if task in ("deblur", "sr") and level < noise_floor:
             level = float(noise_floor)
             report["noise_source"] = f"auto: estimate {report['noise_estimate']:.2f}, floor"
+        if task == "deblur":
+            report["noise_sensor"] = level
     else:
         report["noise_source"] = "given"
     report["noise"] = level
@@ -376,6 +388,22 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         side += max(k.shape)
     net = _network(prior, c, tile, side)
     report.update(prior=net.name, tile=net.tile)
+    if task == "deblur" and "noise_sensor" in report and effective_noise == "auto":
+        # the loop's level: sensor noise plus kernel error (dynpnp_jax.effective_noise)
+        try:
+            eff = effective_noise_level(y, k, sensor=report["noise_sensor"], prior=net,
+                                        boundary=boundary, saturation=saturation,
+                                        iters=report["iters"])
+        except ValueError as err:
+            raise RestoreError(f"effective noise level: {err}") from None
+        report["effective"] = eff.as_dict()
+        level = eff.sigma
+        report["noise"] = report["noise_effective"] = level
+        src = report["noise_source"]
+        if src == "auto":
+            src = f"auto: estimate {report['noise_estimate']:.2f}"
+        report["noise_source"] = (f"{src}, effective x{eff.ratio:.2f} for kernel error "
+                                  f"(pilot R {eff.r:.2f})")
     bar = None
     if progress and task != "denoise":
         from tqdm.auto import tqdm
@@ -578,6 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"deblur/sr with --noise auto: the least noise level used (8-bit units, "
                         f"default {NOISE_FLOOR:g}; real pictures misfit their model by more than "
                         "their sensor noise)")
+    p.add_argument("--effective-noise", choices=EFFECTIVE, default="auto",
+                   help="deblur with --noise auto: 'auto' (default) raises the sensor estimate "
+                        "by the kernel error a pilot fit finds (dynpnp_jax.effective_noise); "
+                        "'off': the sensor estimate (with the floor) only")
     p.add_argument("--boundary", choices=("unknown", "circular"), default="unknown",
                    help="deblur: 'unknown' for a photograph (default), 'circular' for a "
                         "periodic synthetic blur")
@@ -702,6 +734,10 @@ def _log(path, job: Job, rep: dict, written) -> None:
            "noise": round(float(rep["noise"]), 4), "noise_source": rep["noise_source"],
            "noise_estimate": (round(float(rep["noise_estimate"]), 4)
                               if "noise_estimate" in rep else None),
+           "noise_sensor": (round(float(rep["noise_sensor"]), 4)
+                            if "noise_sensor" in rep else None),
+           "noise_effective": (round(float(rep["noise_effective"]), 4)
+                               if "noise_effective" in rep else None),
            "diverged_at": rep.get("retries", []),
            "seconds": round(float(rep["seconds"]), 3), "iters": rep["iters"],
            "prior": rep["prior"], "tile": rep["tile"], "kernel_file": job.kernel,
@@ -734,7 +770,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     mask=job.mask, mask_missing=args.mask_missing, prior=args.prior,
                     iters=args.iters, calibrate=args.calibrate, x8=args.x8,
                     boundary=args.boundary, tile=args.tile, noise_floor=args.noise_floor,
-                    saturation=args.saturation,
+                    saturation=args.saturation, effective_noise=args.effective_noise,
                     progress=not args.no_progress and info.height * info.width > 256 * 256)
             except RestoreError as err:
                 print(f"restore: error: {job.src}: {err}", file=sys.stderr)

@@ -290,7 +290,8 @@ def test_deblur_gray_file_output_and_log(tmp_path, capsys, ffdnet):
 
 def test_deblur_auto_noise_floor(tmp_path, capsys, ffdnet):
     """--noise auto on a blurred picture without noise: the estimate is below 1/255, the solver
-    gets the floor (1/255, or --noise-floor), and the message says so."""
+    gets the floor (1/255, or --noise-floor), and the message says so (--effective-noise off:
+    the floored sensor level alone; the effective level: tests/test_effective_noise.py)."""
     pytest.importorskip("dynpnp_jax.noise_estimation")
     from scipy.signal import fftconvolve
 
@@ -305,7 +306,8 @@ def test_deblur_auto_noise_floor(tmp_path, capsys, ffdnet):
     for floor in ("1", "1.5"):
         rc = restore_cli.main([str(src), "-o", str(tmp_path / f"o{floor}.png"), "--task", "deblur",
                                "--kernel", str(tmp_path / "k.npy"), "--iters", "2",
-                               "--noise-floor", floor, "--log", str(log), "--no-progress"])
+                               "--noise-floor", floor, "--effective-noise", "off",
+                               "--log", str(log), "--no-progress"])
         assert rc == 0
     out = capsys.readouterr().out
     recs = [json.loads(line) for line in log.read_text().splitlines()]
@@ -404,7 +406,7 @@ def test_noise_auto_is_the_estimate(tmp_path, capsys, ffdnet):
 
 def test_diverged_loop_retried_only_for_auto_noise(tmp_path, capsys, monkeypatch, ffdnet):
     """A loop that diverges (the solver's FloatingPointError) is run again at twice an auto
-    level, and said so; a given level is never changed: that picture fails (exit 1, no output,
+    level, and said so (--effective-noise off: its pilot would see the first divergence); a given level is never changed: that picture fails (exit 1, no output,
     the fix named) and the next one is still restored."""
     pytest.importorskip("dynpnp_jax.noise_estimation")
     import dynpnp_jax as dp
@@ -427,7 +429,7 @@ def test_diverged_loop_retried_only_for_auto_noise(tmp_path, capsys, monkeypatch
     log = tmp_path / "log.jsonl"
     rc = restore_cli.main([str(a), "-o", str(tmp_path / "o.png"), "--task", "deblur", "--kernel",
                            str(tmp_path / "k.npy"), "--iters", "2", "--log", str(log),
-                           "--no-progress"])
+                           "--effective-noise", "off", "--no-progress"])
     out = capsys.readouterr().out
     rec = json.loads(log.read_text())
     assert rc == 0 and len(seen) == 2 and seen[1] == pytest.approx(2 * seen[0], rel=1e-5)
