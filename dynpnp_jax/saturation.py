@@ -4,22 +4,32 @@ A camera clips: it records ``y = min(k * x + n, level)``. Where the true blurred
 ceiling (lamps, specular highlights) the recorded value is too small, and fitting it as data makes
 the deblurring x-step invent ringing around every highlight.
 
-Two data terms are offered (``make_config(..., saturation=...)``), both through the masked exact
-x-step that unknown boundaries use (:func:`dynpnp_jax.boundary.masked_solve`: the data term
-``||M (A x - y)||^2`` with a per-pixel, per-channel mask ``M``):
+The values of ``y`` at or within :data:`MARGIN` of ``clip_level`` are *clipped*, per pixel and
+channel (:func:`observed`; a colour pixel clipped in one channel keeps its other channels as
+data). Two data terms (``make_config(..., saturation=...)``), both through the masked exact x-step
+that unknown boundaries use (:func:`dynpnp_jax.boundary.masked_solve`, the data term
+``||M (A x - y)||^2`` with a per-value mask ``M``):
 
-* ``'auto'`` (the default choice) -- the saturated pixels of ``y`` (at or within
-  :data:`MARGIN` of ``clip_level``) are unobserved: ``M`` is the product of the boundary's
-  frame mask and ``observed(y)``, fixed for the whole loop; the unobserved pixels of ``y`` are
-  filled with the current estimate's blur every iteration (as the margin of an unknown
-  boundary).
-* ``'clipped'`` -- the clipped forward model ``y = min(A x, level)`` (Whyte et al., IJCV 2014;
-  Cho et al., ICCV 2011): a saturated pixel is a data point only while the current estimate's
-  blur lies *below* the ceiling (then it is pulled up to it); once the blur reaches the ceiling
-  it is consistent with the clipped ``y`` and drops out. ``M`` is re-derived from the current
-  estimate every iteration (:func:`clipped_mask`).
+* ``'clipped'`` (what ``'auto'`` means, :data:`AUTO`) -- the clipped forward model
+  ``y = min(A x, level)`` (Whyte et al., IJCV 2014; Cho et al., ICCV 2011): a clipped value only
+  says ``A x >= level``, a one-sided data term. Each x-step solves with the clipped values
+  unobserved, then adds as data at the level those whose blur fell below it (the active set of
+  the bound, re-derived from the new estimate) and solves again from there. The gradient
+  algorithms add the one-sided term's gradient ``A^T min(A x - level, 0)``.
+* ``'masked'`` -- the clipped values are unobserved: ``M`` is the product of the boundary's frame
+  mask and :func:`observed`, fixed for the loop.
 
-The measured comparison (``bench/saturation.py``, docs/results/saturation.md) chose the default.
+In both the unobserved values of ``y`` are filled with the current estimate's blur every
+iteration (as the margin of an unknown boundary), and the denoiser (trained on [0, 1]) sees the
+estimate's highlights compressed: ``[KNEE, m]`` mapped linearly onto ``[KNEE, 1]``, ``m`` the
+estimate's maximum over the clipped values, and expanded back (:func:`compress`,
+:func:`expand`); the rest of the image is untouched. On a concrete ``y`` in which nothing
+reaches the level the loop is the plain one (the same program).
+
+Measured on synthetic saturated frames (``bench/saturation.py``, docs/results/saturation.md):
+the one-sided model gains more than the mask and loses nothing on the frames where few values
+clip; a dilated mask, a mask shared by the colour channels and a global rescaling of the
+denoiser's input all measured worse.
 """
 from __future__ import annotations
 
@@ -30,19 +40,39 @@ import numpy as np
 Array = jax.Array
 
 MARGIN = 1.0 / 255  # "near" the clipping level: within one 8-bit step of it
-MODES = ("off", "auto", "clipped")
+MODES = ("off", "auto", "masked", "clipped")
+AUTO = "clipped"  # what 'auto' means: the data term measured best (docs/results/saturation.md)
+KNEE = 0.8  # the denoiser sees values above it compressed (measured: 0.8 > 0.9 > 0.95)
+
+
+def peak(x: Array, sat: Array) -> Array:
+    """``m = max(1, the estimate's maximum over the clipped values)`` per image (B,)."""
+    return jnp.maximum(1.0, jnp.max(x * sat, axis=tuple(range(1, x.ndim))))
+
+
+def _slope(m: Array, ndim: int) -> tuple[Array, Array]:
+    m = m.reshape((-1,) + (1,) * (ndim - 1))
+    return (1.0 - KNEE) / jnp.maximum(m - KNEE, 1.0 - KNEE), m > 1.0
+
+
+def compress(x: Array, m: Array) -> Array:
+    """The highlights ``[KNEE, m]`` mapped linearly onto ``[KNEE, 1]``, the rest unchanged (and
+    all of ``x`` when ``m <= 1``, bit for bit): a denoiser trained on [0, 1] sees a highlight's
+    true value without the rest of the image being rescaled."""
+    c, on = _slope(m, x.ndim)
+    return jnp.where(on & (x > KNEE), KNEE + (x - KNEE) * c, x)
+
+
+def expand(u: Array, m: Array) -> Array:
+    """The inverse of :func:`compress`."""
+    c, on = _slope(m, u.ndim)
+    return jnp.where(on & (u > KNEE), KNEE + (u - KNEE) / c, u)
 
 
 def observed(y: Array, level) -> Array:
     """``1`` where ``y`` is below ``level - MARGIN`` (a valid observation), ``0`` where it is at or
     near the clipping level; per pixel and channel, the dtype of ``y``."""
     return (y < level - MARGIN).astype(y.dtype)
-
-
-def clipped_mask(obs: Array, blurred: Array, level) -> Array:
-    """The clipped model's mask at the current estimate: observed pixels stay observed; a
-    saturated one (``obs == 0``) counts only while the estimate's blur is below ``level``."""
-    return jnp.maximum(obs, (blurred < level).astype(obs.dtype))
 
 
 def saturated_fraction(y, level: float = 1.0) -> np.ndarray:

@@ -292,12 +292,12 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         (``python -m dynpnp_jax.tune --task dpir --family relax``).
       saturation: saturated highlights (:mod:`dynpnp_jax.saturation`; needs a blur, an operator
         with the ``kernel`` capability): ``'off'`` (default: every pixel of ``y`` is data),
-        ``'auto'`` (pixels of ``y`` at or within 1/255 of ``clip_level``, per channel, are
-        unobserved: the masked exact x-step of unknown boundaries, with a circular boundary
-        too; exactly the plain loop when nothing in ``y`` reaches the level; an estimate above 1
-        is denoised scaled into [0, 1]) or ``'clipped'``
-        (the clipped model ``y = min(A x, clip_level)``, its mask re-derived from the current
-        estimate every iteration). docs/results/saturation.md measures them.
+        ``'auto'`` (the measured choice, :data:`dynpnp_jax.saturation.AUTO`: ``'clipped'``),
+        ``'clipped'`` (the clipped model ``y = min(A x, clip_level)``: the values of ``y`` at or
+        within 1/255 of ``clip_level``, per channel, only bound the blur from below, an active
+        set re-derived in every x-step) or ``'masked'`` (those values unobserved). Exactly the
+        plain loop when nothing in ``y`` reaches the level; the denoiser sees the estimate's
+        highlights compressed into [0, 1]. docs/results/saturation.md measures them.
       clip_level: the sensor's ceiling on the [0, 1] scale, in (0, 1] (default 1.0: 255 in an
         8-bit image).
       stop_tol: per-image stopping rule: an image whose relative change
@@ -418,7 +418,8 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                  calib_size=int(calib_size), calib_criterion=calib_criterion,
                  calib_margin=None if calib_margin is None else float(calib_margin),
                  boundary=boundary,
-                 boundary_iters=int(boundary_iters), saturation=saturation,
+                 boundary_iters=int(boundary_iters),
+                 saturation=sat.AUTO if saturation == "auto" else saturation,
                  clip_level=clip_level,
                  delta=nums["delta"], mu=nums["mu"], alpha=nums["alpha"],
                  sigma=0.0 if sigma is None else sigma,
@@ -537,12 +538,12 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
             obs = fmask * seen
     elif seen is not None:
         obs = seen
-    clipped = cfg.saturation == "clipped"
 
     def frame(a):
         return a if pads is None else bd.crop(a, pads)
 
-    p = Problem(cfg=cfg, prior=prior, obs=obs, b=b)
+    p = Problem(cfg=cfg, prior=prior, obs=obs, b=b,
+                sat=None if seen is None else (1 - seen) * (1 if fmask is None else fmask))
     uses_g = cfg.a_step != "none"
     g = noise.noise(y, jnp.broadcast_to(cfg.sigma[0], (b,))) if uses_g else jnp.zeros_like(y)
     a_step = steps.A_STEPS[cfg.a_step]
@@ -550,14 +551,8 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
 
     def one(state, op, hp):
         # unknown boundary / saturation: y where observed, the current estimate's blur elsewhere
-        p_t, y_t = p, y
-        if obs is not None:
-            blurred = op(alg.result(state))
-            if clipped:  # y = min(A x, level): a saturated pixel counts while A x is below it
-                m = sat.clipped_mask(seen, blurred, cfg.clip_level)
-                p_t = p._replace(obs=m if fmask is None else fmask * m)
-            y_t = bd.complete(y, p_t.obs, blurred)
-        new, info = alg.step(p_t, state, op, y_t, hp)
+        y_t = y if obs is None else bd.complete(y, obs, op(alg.result(state)))
+        new, info = alg.step(p, state, op, y_t, hp)
         a_in = new.x if cfg.a_input == "x" else new.v
         return new, a_step(op, a_in, new.v, y_t, g, hp.alpha), info
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import boundary as bd
+from .. import saturation as sat
 from .. import steps
 from ..operators import _per_image, has
 
@@ -136,6 +137,7 @@ class Problem(NamedTuple):
     prior: Any
     obs: Optional[Array]
     b: int
+    sat: Optional[Array] = None  # saturation on: 1 at the clipped values of y (saturation.py)
 
     # ---------------------------------------------------------------- data term
     def prox(self, op, y, z, mu, x0, delta=0.0) -> tuple[Array, dict]:
@@ -155,28 +157,39 @@ class Problem(NamedTuple):
             x = steps.X_STEPS[cfg.x_step](op, x0, y, z, delta, mu, cg_iters=cfg.cg_iters)
         if self.obs is not None and cfg.x_step == "exact":  # the exact masked x-step
             x = bd.masked_solve(op, y, self.obs, z, mu, x, cfg.boundary_iters)
+            if self.sat is not None and cfg.saturation == "clipped":
+                # y = min(A x, level): the clipped values whose blur fell below the level are
+                # data at the level (the active set of A x >= level), solved again from x
+                low = self.sat * (op(x) < cfg.clip_level)
+                x = bd.masked_solve(op, jnp.where(low > 0, cfg.clip_level, y), self.obs + low,
+                                    z, mu, x, cfg.boundary_iters)
         return x, info
 
     def gradient(self, op, y, x) -> Array:
         """``A^T (A x - y)``, the gradient of the data term ``||A x - y||^2 / 2`` (masked to the
-        frame with an unknown boundary)."""
-        r = op(x) - y
-        return op.adjoint(r if self.obs is None else self.obs * r)
+        frame with an unknown boundary; with ``saturation='clipped'`` the clipped values add the
+        one-sided ``||min(A x - level, 0)||^2 / 2``)."""
+        ax = op(x)
+        r = ax - y
+        if self.obs is None:
+            return op.adjoint(r)
+        r = self.obs * r
+        if self.sat is not None and self.cfg.saturation == "clipped":
+            r = r + self.sat * jnp.minimum(ax - self.cfg.clip_level, 0.0)
+        return op.adjoint(r)
 
     # ---------------------------------------------------------------- prior
     def denoise(self, x, sigma, t) -> Array:
         """The plugged network at noise level ``sigma`` (a scalar; networks without a noise
         input ignore it); with ``ensemble``, iteration ``t`` sees the ``(t mod 8)``-th
-        flip/rotation of ``x`` and its output is transformed back. With ``saturation`` on, an
-        image whose estimate exceeds 1 (a clipped highlight's true value) is denoised scaled
-        into [0, 1] (``x / m``, ``sigma / m``, ``m = max(1, max x)``) and scaled back: the
-        networks were trained on [0, 1]."""
+        flip/rotation of ``x`` and its output is transformed back. With ``saturation`` on, the
+        estimate's highlights above :data:`saturation.KNEE` are compressed into [KNEE, 1] for the
+        network (trained on [0, 1]) and expanded back (:func:`saturation.compress`; the
+        identity while the estimate at the clipped pixels stays at or below 1)."""
         s = jnp.broadcast_to(sigma, (self.b,))
-        if getattr(self.cfg, "saturation", "off") != "off":
-            m = jnp.maximum(1.0, jnp.max(x, axis=tuple(range(1, x.ndim))))
-            scale = m.reshape((-1,) + (1,) * (x.ndim - 1))
-            return self._replace(cfg=self.cfg.replace(saturation="off")).denoise(
-                x / scale, s / m, t) * scale
+        if self.sat is not None:
+            m = sat.peak(x, self.sat)
+            return sat.expand(self._replace(sat=None).denoise(sat.compress(x, m), s, t), m)
         if not self.cfg.ensemble:
             return steps.prior_step(self.prior, x, s)
         branches = [lambda xx, ss, k=k: augment(steps.prior_step(self.prior, augment(xx, k), ss),
