@@ -34,6 +34,8 @@ Everything is pure JAX: kernels are resampled with bilinear interpolation
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,13 +135,20 @@ GAMMA = 4.0  # weight of the discrepancy penalty in calibration_score
 TAU = None   # None: two-sided penalty |log(r / sigma^2)|; a number: one-sided hinge at 1 + TAU
 
 
-def calibration_score(residual: Array, x: Array, noise_var, margin: int) -> Array:
+def calibration_score(residual: Array, x: Array, noise_var, margin: int,
+                      weight: Optional[Array] = None) -> Array:
     """Per image: ``log(||grad x||_1 / ||grad x||_2) + GAMMA |log(r / noise_var)|`` with
     ``r = mean(residual^2)``, on the interior (``margin`` pixels left out on every side); lower is
-    better. (With ``TAU`` set, the discrepancy term is the one-sided hinge
-    ``max(0, log(r / noise_var) - log(1 + TAU))``: measured worse on Set3G, see docs/results/calibration.md.)"""
+    better. ``weight`` (0/1, the shape of ``residual``): ``r`` is the mean over the values where
+    it is 1 only (the unsaturated values of ``y`` with ``saturation`` on). (With ``TAU`` set, the
+    discrepancy term is the one-sided hinge ``max(0, log(r / noise_var) - log(1 + TAU))``:
+    measured worse on Set3G, see docs/results/calibration.md.)"""
     sl = (slice(None), slice(margin, x.shape[1] - margin), slice(margin, x.shape[2] - margin))
     r, x = residual[sl], x[sl]
+    if weight is not None:  # the mean of r * r over the weighted values: r scaled to match
+        w = jnp.broadcast_to(weight, residual.shape)[sl]
+        frac = jnp.sum(w, axis=(1, 2, 3), keepdims=True) / w[0].size
+        r = w * r / jnp.sqrt(jnp.maximum(frac, 1e-6))
     gx, gy = jnp.diff(x, axis=1), jnp.diff(x, axis=2)
     l1 = jnp.sum(jnp.abs(gx), axis=(1, 2, 3)) + jnp.sum(jnp.abs(gy), axis=(1, 2, 3))
     l2 = jnp.sqrt(jnp.sum(gx * gx, axis=(1, 2, 3)) + jnp.sum(gy * gy, axis=(1, 2, 3)))

@@ -5,7 +5,10 @@ A kernel family around the given kernel (rotation, scale, extra Gaussian width;
 loop (``prepare``), scored by the marginal likelihood of ``y`` (``calib_criterion='likelihood'``,
 no network runs) or by a cheap DPIR run per candidate (``'sparsity'``); the given kernel is
 kept unless a candidate beats it by ``calib_margin``. Then the loop is ``dpir``'s
-(:mod:`dynpnp_jax.algorithms.hqs`) with the chosen kernel.
+(:mod:`dynpnp_jax.algorithms.hqs`) with the chosen kernel. With ``saturation`` on, the
+``'sparsity'`` criterion's runs use the saturation-aware data term and their residual counts the
+unsaturated values of ``y`` only; the ``'likelihood'`` criterion (a Fourier-domain score of the
+whole frame) still sees every value.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import calibration as cal
+from .. import saturation as sat
 from ..operators import Blur
 from ..validation import is_concrete
 from .base import Algorithm, Traits, dpir_schedule_traced
@@ -60,7 +64,9 @@ def prepare(params: dict, y, op, cfg, run):
                        operator="identity", keep_images=False, clip_output=False, has_sigma=True,
                        delta=jnp.zeros_like(sig), mu=rho, alpha=jnp.zeros_like(sig), sigma=sig,
                        relax=jnp.ones_like(sig), inertia=jnp.zeros_like(sig), tol=jnp.float32(0),
-                       noise=cfg.noise)
+                       noise=cfg.noise, saturation=cfg.saturation, clip_level=cfg.clip_level)
+    # saturation on: the cheap runs use its data term and score the unsaturated values only
+    seen = None if cfg.saturation == "off" else sat.observed(y_c, cfg.clip_level)
     margin = min(size // 2 + 4, c // 4)  # the crop is not periodic: score its interior only
     var_n = jnp.maximum(cfg.noise, 0.255 / 255) ** 2
 
@@ -75,7 +81,7 @@ def prepare(params: dict, y, op, cfg, run):
                                         frame=cfg.boundary == "unknown")
         opc = Blur(k=kern)
         out, _ = run({"prior": params["prior"], "A": opc}, y_c, coarse, None)
-        return cal.calibration_score(opc(out) - y_c, out, var_n, margin)
+        return cal.calibration_score(opc(out) - y_c, out, var_n, margin, seen)
 
     theta = cal.search(score, b, cfg.calib_stages, cfg.calib_grid, cfg.calib_margin,
                        sequential=cfg.calib_criterion == "likelihood")
