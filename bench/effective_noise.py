@@ -111,6 +111,7 @@ def interp_psnr(grid_levels, grid_psnr, level):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", choices=sorted(SPLITS), default="tune")
+    ap.add_argument("--images", nargs="+", default=None, help="only these images of the split")
     ap.add_argument("--kernels", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--noise", type=float, nargs="+", default=[2.55, 7.65])
     ap.add_argument("--errors", nargs="+", default=list(ERRORS))
@@ -119,16 +120,22 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="one image, Levin k1, noise 2.55")
     ap.add_argument("--out", default="/tmp/effective_noise")
     ap.add_argument("--from-json", nargs="+", default=None, help="summarise recorded runs")
-    ap.add_argument("--fit", action="store_true", help="with --from-json: choose R0, BETA, GAMMA on "
-                    "the first file's records")
+    ap.add_argument("--fit", action="store_true",
+                    help="with --from-json: choose R0, BETA, GAMMA on the first file's records")
     ap.add_argument("--real", action="store_true", help="the effective level of IRCNN's 32 real "
                     "deblurring pictures (the pilot only), beside IRCNN's hand-set level")
+    ap.add_argument("--real-figure", default=None, metavar="NAME",
+                    help="restore a 256x256 centre crop of this real picture at --levels and "
+                         "draw docs/figures/effective_noise_real.jpg beside IRCNN's output")
+    ap.add_argument("--levels", type=float, nargs="+", default=[1.0, 4.0])
     args = ap.parse_args(argv)
+    if args.real_figure:
+        return real_figure(args.real_figure, args.levels)
     if args.real:
         return real(Path(args.out))
     if args.from_json:
         return from_json(args.from_json, args.fit)
-    images = SPLITS[args.split]
+    images = [im for im in SPLITS[args.split] if args.images is None or im[1] in args.images]
     if args.quick:
         images, args.kernels, args.noise = images[:1], args.kernels[:1], args.noise[:1]
         args.errors = ["exact", "scale:1.1"]
@@ -231,9 +238,51 @@ def real(out: Path):
     return recs
 
 
+def real_figure(name: str, levels, side: int = 256):
+    """Crops: input | the loop at each level | IRCNN's output (the restore command's loop:
+    dpir, 8 iterations, boundary 'unknown', saturation 'auto', FFDNet-colour)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dynpnp_jax.restore_cli import load_kernel
+
+    folder = paths.data_dir() / "ircnn_real" / "deblur"
+    src = [p for p in folder.glob(name + ".*") if p.suffix.lower() in (".png", ".jpg")][0]
+    y = np.asarray(Image.open(src).convert("RGB"), np.float32) / 255
+    k = load_kernel(str(folder / f"{name}_kernel.png"))
+    h, w = y.shape[:2]
+    i, j = (h - side) // 2, (w - side) // 2
+    yc = y[i:i + side, j:j + side]
+    net = dp.load_network("ffdnet-color")
+    op = Blur.from_kernel(k, 1, boundary="unknown")
+    cols = [("input (crop)", yc)]
+    for lv in levels:
+        cfg = dp.make_config("dpir", 8, noise_level=lv / 255, boundary="unknown",
+                             saturation="auto", keep_images=False)
+        out, _ = dp.restore({"prior": net, "A": op}, yc[None], cfg)
+        cols.append((f"level {lv:.2f}/255", np.asarray(out)[0]))
+    ir = sorted(folder.glob(f"{name}_ircnn_*.png"))
+    if ir:
+        im = np.asarray(Image.open(ir[0]).convert("RGB"), np.float32) / 255
+        cols.append(("IRCNN (" + ir[0].stem.split("_ircnn_")[1] + ")", im[i:i + side, j:j + side]))
+    fig, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 2.9))
+    for ax, (t, im) in zip(axes, cols):
+        ax.imshow(np.clip(im, 0, 1))
+        ax.set_title(t, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(name, fontsize=9)
+    fig.tight_layout()
+    path = ROOT / "docs" / "figures" / "effective_noise_real.jpg"
+    fig.savefig(path, dpi=100, pil_kwargs={"quality": 80})
+    plt.close(fig)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+
 def offline_rule(r, r0=None, beta=None, gamma=None):
     """(level, PSNR) of the rule applied to a record's grid (see the module docstring)."""
-    level = level_ratio(r["spectral_ratio"], r["noise"], r0=r0, beta=beta, gamma=gamma) * r["noise"]
+    level = level_ratio(r["spectral_ratio"], r["noise"], r0=r0, beta=beta,
+                        gamma=gamma) * r["noise"]
     return level, interp_psnr(r["grid"], r["grid_psnr"], level)
 
 
@@ -256,6 +305,11 @@ def from_json(files, fit):
               f"GAMMA = {gamma}")
     out = []
     for f, recs in zip(files, sets):
+        if recs and "ircnn_isigma" in recs[0]:
+            t = real_table(recs, r0, beta, gamma)
+            print(f"## {f} (R0 = {r0:.2f}, BETA = {beta}, GAMMA = {gamma})\n\n{t}")
+            out.append(t)
+            continue
         for r in recs:
             lv, p = offline_rule(r, r0, beta, gamma)
             r["rule"] = dict(sigma=lv, r=r["spectral_ratio"])
@@ -265,6 +319,19 @@ def from_json(files, fit):
               f"the grid)\n\n{t}")
         out.append(t)
     return out
+
+
+def real_table(recs, r0=None, beta=None, gamma=None) -> str:
+    lines = ["| picture | size (WxH) | kernel | sensor estimate | sensor level (floor 1) | "
+             "pilot R | pilot D | effective level | IRCNN's level (Isigma / Msigma) | pilot s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        lv = level_ratio(r["r"], r["sensor"], r0=r0, beta=beta, gamma=gamma) * r["sensor"]
+        lines.append(f"| {r['image']} | {r['size'][1]}x{r['size'][0]} | {r['kernel'][0]} | "
+                     f"{r['estimate']:.2f} | {r['sensor']:.2f} | {r['r']:.2f} | {r['d']:.2f} | "
+                     f"{lv:.2f} | {r['ircnn_isigma']} / {r['ircnn_msigma']} | "
+                     f"{r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def summarize(recs, key="rule_psnr") -> str:

@@ -43,9 +43,9 @@ __all__ = ["effective_noise_level", "pilot_residual", "spectral_ratio", "level_r
 
 #: rule constants, chosen on the training images (docs/results/effective_noise.md)
 R0 = 5.5
-BETA = 1.0
+BETA = 3.0
 GAMMA = 0.0
-MAX_RATIO = 6.0
+MAX_RATIO = 4.0
 #: the pilot's crop side (pixels)
 CROP = 256
 #: the pilot loop's iterations (the restore command's deblurring default)

@@ -56,7 +56,8 @@ def test_level_ratio():
 def test_bad_input():
     k = np.ones((3, 3))
     y = np.full((32, 32), 0.5)
-    for bad_y, what in [(np.full((32, 32), np.nan), "NaN"), (np.zeros((2, 32, 32, 1)), "one picture"),
+    for bad_y, what in [(np.full((32, 32), np.nan), "NaN"),
+                        (np.zeros((2, 32, 32, 1)), "one picture"),
                         (np.zeros((4, 32, 32, 1, 1)), "expected a picture"),
                         (np.zeros((32, 32, 2)), "C = 1")]:
         with pytest.raises(ValueError, match=what):
