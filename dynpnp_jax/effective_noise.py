@@ -38,6 +38,13 @@ from typing import Optional
 
 import numpy as np
 
+import dynpnp_jax as dp
+
+from .networks import Network
+from .noise_estimation import estimate_noise_level
+from .operators import Blur
+from .weights import load_network
+
 __all__ = ["effective_noise_level", "pilot_residual", "spectral_ratio", "level_ratio",
            "EffectiveNoise", "R0", "BETA", "GAMMA", "MAX_RATIO", "CROP"]
 
@@ -167,17 +174,10 @@ def effective_noise_level(y, kernel, *, sensor: Optional[float] = None, floor: f
       ValueError: non-finite input, a wrong rank or channel count, a kernel larger than the
         picture or with a non-positive sum, a negative or non-finite sensor level or floor.
     """
-    import dynpnp_jax as dp
-
-    from .networks import Network
-    from .operators import Blur
-    from .weights import load_network
-
     y3, k = _check(y, kernel)
     y3 = np.asarray(y3, np.float32)
     est = None
     if sensor is None:
-        from .noise_estimation import estimate_noise_level
         est = float(estimate_noise_level(y3[None])[0]) * 255.0
         sensor = est
     sensor, floor = float(sensor), float(floor)

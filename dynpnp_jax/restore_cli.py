@@ -53,8 +53,8 @@ import numpy as np
 import dynpnp_jax as dp
 
 from . import imageio, kernels
-from .networks import Network
 from .effective_noise import effective_noise_level
+from .networks import Network
 from .noise_estimation import estimate_noise_level
 from .operators import Blur, Downsample, Mask
 from .weights import get_spec, load_network
