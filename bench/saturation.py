@@ -1,12 +1,12 @@
 """Saturated highlights: the plain deblurring loop against the saturation-aware ones.
 
-    nice -n 10 python bench/saturation.py --kernels 1 2 3 4 5 6 7 8 --clip-frac 0.03 0.1 --out /tmp/saturation
+    nice -n 10 python bench/saturation.py --clip-frac 0.03 0.1 --methods off auto --out /tmp/sat
 
 Protocol (per Set3G / Set3C image, 256x256, per Levin kernel):
 
 * the scene ``x_s = s * x`` is the image scaled by ``s``, chosen per image and kernel so that
-  ``--clip-frac`` (7 %; several values: one condition each) of the blurred pixels exceed 1 (the quantile of the blurred image; the
-  fraction actually clipped, after noise, is recorded: it must lie in 2-15 %);
+  ``--clip-frac`` (7 %; several values: one condition each) of the blurred pixels exceed 1
+  (the quantile of the blurred image; the fraction actually clipped, after noise, is recorded);
 * ``y = clip(k * x_s + n, 0, 1)``, ``n`` white Gaussian of std 2.55/255, blurred with
   ``mode='wrap'`` and cut to the frame no wrapped pixel reaches (a 'valid' blur, the boundary
   unknown: ``frame_crop``), not quantised;
@@ -14,8 +14,9 @@ Protocol (per Set3G / Set3C image, 256x256, per Levin kernel):
 * the same frames without scaling (``s = 1``) check that nothing is lost where little or nothing
   clips;
 * ``dpir``, FFDNet (gray / colour), 8 iterations, x8, ``boundary='unknown'``, noise level 2.55,
-  with ``saturation='off'`` (the plain loop), ``'auto'`` (saturated pixels unobserved) and
-  ``'clipped'`` (the clipped model, its mask re-derived each iteration).
+  with ``saturation='off'`` (the plain loop), ``'auto'`` (the library's choice, ``'clipped'``:
+  the one-sided clipped model), ``'clipped'`` or ``'masked'`` (clipped values unobserved);
+  ``--reuse`` takes the ``'off'`` records of an earlier run instead of rerunning them.
 
 ``--real NAME ...`` instead restores pictures of ``../shared/data/ircnn_real/deblur`` (their
 estimated kernels, FFDNet-colour, ``dpir`` x8, 8 iterations, ``boundary='unknown'``, noise level
@@ -26,7 +27,8 @@ IRCNN's output.
     nice -n 10 python bench/saturation.py --real IMG_4548_small --out /tmp/saturation_real
 
 Writes ``saturation.json`` and ``saturation.md`` (the table) to ``--out`` and the figure
-``docs/figures/saturation.png`` (``--figure``): crops of one image, truth | y | off | auto.
+``docs/figures/saturation.png`` (``--figure``): starfish, Levin k1 and k4, the first condition,
+truth | y | one column per method.
 Times are the median wall time per image after each program's first (compiling) call.
 """
 from __future__ import annotations
