@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--kernels", type=int, nargs="+", default=list(range(1, 9)),
                     help="Levin kernels 1-8")
     ap.add_argument("--sets", nargs="+", default=["set3g", "set3c"], choices=sorted(IMAGES))
-    ap.add_argument("--methods", nargs="+", default=["off", "auto", "clipped"])
+    ap.add_argument("--methods", nargs="+", default=["off", "auto", "masked"])
     ap.add_argument("--clip-frac", type=float, nargs="+", default=[0.07],
                     help="target fractions of blurred values over 1 (one condition each)")
     ap.add_argument("--iters", type=int, default=8)
