@@ -10,7 +10,7 @@ Why not the data residual: measured (docs/results/effective_noise.md), the resid
 misfit ``(k - k') * x`` is itself (nearly) a blur ``k' * x'`` of some other image ``x'``, so a
 fit absorbs it into ``x'`` as ringing instead of leaving it in the residual (the pilot
 least-squares fit's residual over that of pure noise, :func:`pilot_residual`, stayed within
-1.0-1.5 for kernels from exact to a Gaussian for a motion blur). What tells a wrong kernel
+1.0-1.8 for kernels from exact to a Gaussian for a motion blur, exact kernels up to 1.25). What tells a wrong kernel
 apart is the prior: the ringing it forces into the estimate.
 
 The rule (its constants chosen on training images, ../shared/data/tune):

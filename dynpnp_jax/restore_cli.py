@@ -25,7 +25,8 @@ Tasks and what runs (the plug-and-play solver of :func:`dynpnp_jax.restore`; the
 
 The noise level (``--noise``, in 8-bit units: 2.55 means 1 % of the full range, also for 16-bit
 files) is estimated from each picture by default (``--noise auto``,
-``dynpnp_jax.noise_estimation.estimate_noise_level``).
+``dynpnp_jax.noise_estimation.estimate_noise_level``); for deblurring it is then raised for
+kernel error (``--effective-noise auto``, ``dynpnp_jax.effective_noise``).
 
 Files: PNG, JPEG, TIFF, BMP, 8 or 16 bits per channel, gray or colour (alpha is dropped). The
 output keeps the input's size, channels and bit depth where its format can (JPEG input: a folder
