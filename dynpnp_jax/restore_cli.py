@@ -61,7 +61,7 @@ from .operators import Blur, Downsample, Mask
 from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint")
-SATURATION = ("auto", "off")  # deblur: clipped pixels unobserved, or fitted (solver's saturation)
+SATURATION = ("auto", "off")  # deblur: clipped pixels as lower bounds, or fitted (solver's saturation)
 EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
 ITERS = {"deblur": 8, "sr": 24, "inpaint": 8}  # DPIR's (data.degradations.DEFAULTS)
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
@@ -283,8 +283,9 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
       tile: run the prior on tiles of this size (0: never; None: when a side exceeds 1024).
       progress: a progress bar over the iterations.
       saturation: deblur: ``'auto'`` (default: pixels of ``y`` at the clipping level -- lamps,
-        highlights -- are treated as unobserved, ``make_config(saturation='auto')``; a no-op on a
-        picture with nothing clipped) or ``'off'``. Other tasks: ``None`` only.
+        highlights -- are lower bounds, not data:
+        ``make_config(saturation='auto')``, the one-sided clipped model; a no-op on a picture
+        with nothing clipped) or ``'off'``. Other tasks: ``None`` only.
       noise_floor: deblur / sr with ``noise='auto'``: the level handed to the solver is at least
         this (8-bit units; default 1, the least level IRCNN set by hand on its real pictures).
         A photograph's data misfit is more than its sensor noise (kernel error, JPEG, saturated
@@ -318,7 +319,7 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     if calibrate and task != "deblur":
         raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task deblur only")
     if saturation is not None and task != "deblur":
-        raise RestoreError(f"--saturation treats clipped pixels of a blurred picture as unobserved: "
+        raise RestoreError(f"--saturation treats clipped pixels of a blurred picture as lower bounds: "
                            f"it applies to --task deblur only, not {task}; fix: drop it")
     if saturation is None:
         saturation = "auto" if task == "deblur" else "off"
@@ -616,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "periodic synthetic blur")
     p.add_argument("--saturation", choices=SATURATION, default=None,
                    help="deblur: 'auto' (default) treats pixels at the clipping level (lamps, "
-                        "highlights) as unobserved; 'off' fits them as data")
+                        "highlights) as lower bounds (the true blurred value is at least the "
+                        "ceiling); 'off' fits them as data")
     p.add_argument("--calibrate", action="store_true",
                    help="deblur: re-choose the kernel inside the loop (calibrated mode)")
     p.add_argument("--iters", type=int, help="iterations (default: deblur 8, sr 24, inpaint 8)")
