@@ -180,7 +180,11 @@ def real(args, out: Path) -> dict:
     net = dp.load_network("ffdnet-color")
     rows, recs = [], []
     for name in tqdm(args.real, desc="real pictures"):
-        y = np.asarray(Image.open(folder / f"{name}.png").convert("RGB"), np.float32) / 255
+        src = [f for f in folder.glob(f"{name}.*") if f.suffix.lower() in (".png", ".jpg")]
+        if len(src) != 1:
+            raise SystemExit(f"--real {name}: expected one {name}.png or .jpg in {folder}, "
+                             f"found {[f.name for f in src]}")
+        y = np.asarray(Image.open(src[0]).convert("RGB"), np.float32) / 255
         k = load_kernel(str(folder / f"{name}_kernel.png"))
         ircnn = sorted(folder.glob(f"{name}_ircnn_*.png"))
         res = {}
