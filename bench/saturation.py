@@ -21,13 +21,13 @@ Protocol (per Set3G / Set3C image, 256x256, per Levin kernel):
 ``--real NAME ...`` instead restores pictures of ``../shared/data/ircnn_real/deblur`` (their
 estimated kernels, FFDNet-colour, ``dpir`` x8, 8 iterations, ``boundary='unknown'``, noise level
 ``--real-noise``) with ``saturation='off'`` and ``'auto'`` and draws
-``docs/figures/saturation_real.png``: crops around the brightest clipped area, input | off | auto |
+``docs/figures/saturation_real.jpg``: crops around the brightest clipped area, input | off | auto |
 IRCNN's output.
 
     nice -n 10 python bench/saturation.py --real IMG_4548_small --out /tmp/saturation_real
 
 Writes ``saturation.json`` and ``saturation.md`` (the table) to ``--out`` and the figure
-``docs/figures/saturation.png`` (``--figure``): starfish, Levin k1 and k4, the first condition,
+``docs/figures/saturation.jpg`` (``--figure``): starfish, Levin k1 and k4, the first condition,
 truth | y | one column per method.
 Times are the median wall time per image after each program's first (compiling) call.
 """
@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
                     help="target fractions of blurred values over 1 (one condition each)")
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--out", default="/tmp/saturation")
-    ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "saturation.png"))
+    ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "saturation.jpg"))
     ap.add_argument("--reuse", default=None,
                     help="an earlier saturation.json: take its 'off' records (same protocol) "
                          "instead of rerunning the plain loop, except the figure's frames")
@@ -213,8 +213,8 @@ def real(args, out: Path) -> dict:
         for ax in ax_row:
             ax.axis("off")
     fig.tight_layout()
-    path = Path(args.figure).with_name("saturation_real.png")
-    fig.savefig(path, dpi=110)
+    path = Path(args.figure).with_name("saturation_real.jpg")
+    fig.savefig(path, dpi=110, pil_kwargs={"quality": 85})  # JPEG: photographs
     plt.close(fig)
     (out / "saturation_real.json").write_text(json.dumps(recs, indent=1))
     return dict(records=recs)
@@ -276,7 +276,7 @@ def figure(cases, path, methods):
             ax.axis("off")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, pil_kwargs={"quality": 85})  # JPEG: photographs
     plt.close(fig)
 
 
