@@ -6,6 +6,7 @@ pictures, one file or a whole folder, in one command (and :func:`restore_photo` 
     python -m dynpnp_jax.restore photos/ -o out/ --task deblur --kernel '{stem}_kernel.png'
     python -m dynpnp_jax.restore small.png -o big.png --task sr --scale 2
     python -m dynpnp_jax.restore damaged.png -o fixed.png --task inpaint --mask damaged_mask.png
+    python -m dynpnp_jax.restore raw.png -o rgb.png --task demosaic --pattern RGGB
 
 Tasks and what runs (the plug-and-play solver of :func:`dynpnp_jax.restore`; the prior is FFDNet,
 ``ffdnet-color`` for colour pictures and ``ffdnet-gray`` for gray ones, unless ``--prior``):
@@ -22,6 +23,12 @@ Tasks and what runs (the plug-and-play solver of :func:`dynpnp_jax.restore`; the
 * ``inpaint``: ``--mask FILE``: by default a white (non-zero) mask pixel marks a MISSING pixel
   (as IRCNN's masks and OpenCV's ``inpaint`` read them); ``--mask-missing black`` for the other
   convention; ``--mask zeros`` marks the pixels that are 0 in every channel of the input.
+* ``demosaic``: the input is a raw Bayer mosaic saved as a one-channel image (each pixel the one
+  colour sample of its site; ``--pattern`` RGGB (default), BGGR, GRBG or GBRG names the 2x2 tile,
+  :mod:`dynpnp_jax.demosaic`); the output is RGB. The benchmark's loop (``dpir`` with
+  ``demosaic.Bayer``, FFDNet-colour, 40 iterations, started from Malvar-He-Cutler); at noise 0
+  the observed samples are put back. ``--noise auto``: the mean of the estimates on the four
+  Bayer sub-images (one colour each).
 
 The noise level (``--noise``, in 8-bit units: 2.55 means 1 % of the full range, also for 16-bit
 files) is estimated from each picture by default (``--noise auto``,
@@ -53,17 +60,17 @@ import numpy as np
 
 import dynpnp_jax as dp
 
-from . import imageio, kernels
+from . import demosaic, imageio, kernels
 from .effective_noise import effective_noise_level
 from .networks import Network
 from .noise_estimation import estimate_noise_level
 from .operators import Blur, Downsample, Mask
 from .weights import get_spec, load_network
 
-TASKS = ("denoise", "deblur", "sr", "inpaint")
+TASKS = ("denoise", "deblur", "sr", "inpaint", "demosaic")
 SATURATION = ("auto", "off")  # deblur: clipped pixels as lower bounds, or fitted (solver's saturation)
 EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
-ITERS = {"deblur": 8, "sr": 24, "inpaint": 8}  # DPIR's (data.degradations.DEFAULTS)
+ITERS = {"deblur": 8, "sr": 24, "inpaint": 8, "demosaic": 40}  # DPIR's (degradations.DEFAULTS)
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
 AUTO_TILE = 512
 SR_PAD = 8              # low-resolution pixels of reflection padding (plus the kernel's reach)
@@ -168,6 +175,27 @@ def estimate_noise(y: np.ndarray) -> float:
     return float(s[0]) * 255.0
 
 
+def estimate_mosaic_noise(cfa: np.ndarray) -> float:
+    """The noise std of a raw Bayer mosaic ``cfa`` ((1, H, W, 1) in [0, 1]) in 8-bit units: the
+    mean of :func:`estimate_noise` on its four sub-images ``cfa[i::2, j::2]`` (H/2 x W/2, one
+    colour each, so the mosaic's colour pattern is not taken for noise)."""
+    cfa = np.asarray(cfa, np.float32)
+    return float(np.mean([estimate_noise(cfa[:, i::2, j::2]) for i in (0, 1) for j in (0, 1)]))
+
+
+def check_mosaic(channels: int, where: str = "the picture", equal: bool = False) -> None:
+    """A RestoreError unless the demosaic input has one channel (the raw mosaic)."""
+    if channels == 1:
+        return
+    why = (" (its channels are equal: a mosaic saved as gray-in-RGB? save it as a one-channel "
+           "image)" if equal else "")
+    raise RestoreError(f"--task demosaic takes the raw Bayer mosaic as a one-channel image (each "
+                       f"pixel the one colour sample of its site), but {where} has {channels} "
+                       f"channels{why}; a colour picture is already demosaiced. Fix: give the "
+                       "raw one-channel mosaic (8- or 16-bit PNG/TIFF), or use --task denoise "
+                       "for a colour picture")
+
+
 # -------------------------------------------------------------------- progress per iteration
 _TICK = [None]
 
@@ -262,12 +290,13 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
                   calibrate: bool = False, x8: bool = False, boundary: str = "unknown",
                   tile: Optional[int] = None, progress: bool = False,
                   noise_floor: float = NOISE_FLOOR, saturation: Optional[str] = None,
-                  effective_noise: str = "auto"):
+                  effective_noise: str = "auto", pattern: Optional[str] = None):
     """Restore one picture (``(1, H, W, C)`` float32 in [0, 1], e.g. from
     :func:`dynpnp_jax.imageio.read_image`).
 
     Args:
-      task: ``'denoise'``, ``'deblur'``, ``'sr'`` or ``'inpaint'``.
+      task: ``'denoise'``, ``'deblur'``, ``'sr'``, ``'inpaint'`` or ``'demosaic'`` (``x``: the
+        raw Bayer mosaic, one channel; the result is RGB).
       noise: the noise std in 8-bit units, or ``'auto'`` (estimated from ``x``).
       kernel: deblur / sr: a ``(kh, kw)`` array, a kernel file or a spec (``'bicubic:2'``,
         ``'gauss:1.6'``); sr defaults to ``bicubic:scale``.
@@ -276,9 +305,11 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
       mask_missing: for a mask file: ``'white'`` (default: non-zero marks missing) or ``'black'``.
       prior: a network name or :class:`~dynpnp_jax.Network` (default ``ffdnet-color`` /
         ``ffdnet-gray`` by the channels).
-      iters: solver iterations (default: deblur 8, sr 24, inpaint 8).
+      iters: solver iterations (default: deblur 8, sr 24, inpaint 8, demosaic 40).
+      pattern: demosaic: the Bayer pattern, ``'RGGB'`` (default), ``'BGGR'``, ``'GRBG'`` or
+        ``'GBRG'`` (:data:`dynpnp_jax.demosaic.PATTERNS`). Other tasks: ``None`` only.
       calibrate: deblur: re-choose the kernel inside the loop (``calibrated`` mode).
-      x8: geometric self-ensemble of the prior (deblur, sr, inpaint).
+      x8: geometric self-ensemble of the prior (deblur, sr, inpaint, demosaic).
       boundary: deblur: ``'unknown'`` (a photograph) or ``'circular'``.
       tile: run the prior on tiles of this size (0: never; None: when a side exceeds 1024).
       progress: a progress bar over the iterations.
@@ -303,7 +334,7 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
 
     Returns:
       ``(restored, report)``: the restored picture (``(1, H', W', C)``: the input's size, or
-      ``scale`` times it for sr) and a dict (``noise`` in 8-bit units, ``noise_source``,
+      ``scale`` times it for sr; RGB for demosaic) and a dict (``noise`` in 8-bit units, ``noise_source``,
       ``seconds``, ``iters``, ``prior``, ``kernel`` (the kernel used, deblur/sr), ``tile``).
     """
     import jax.numpy as jnp
@@ -330,6 +361,24 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     if boundary not in ("unknown", "circular"):
         raise RestoreError(f"--boundary {boundary}: expected 'unknown' (a photograph) or "
                            "'circular' (a periodic, synthetic blur)")
+    if pattern is not None and task != "demosaic":
+        raise RestoreError(f"--pattern names a Bayer pattern: it applies to --task demosaic only, "
+                           f"not {task}; fix: drop it")
+    if task == "demosaic":
+        for name, val in (("--kernel", kernel), ("--scale", scale), ("--mask", mask)):
+            if val is not None:
+                raise RestoreError(f"{name} applies to --task "
+                                   f"{'inpaint' if name == '--mask' else 'deblur or sr'}, not "
+                                   f"demosaic (the Bayer pattern is the operator); fix: drop "
+                                   f"{name}")
+        check_mosaic(c, f"x (shape {x.shape})")
+        try:
+            pattern = demosaic.check_pattern(pattern or "RGGB")
+        except ValueError as err:
+            raise RestoreError(f"--pattern: {err}") from None
+        if min(h, w) < 3:
+            raise RestoreError(f"a {h}x{w} mosaic: expected at least 3 pixels a side (the "
+                               "interpolation's reflected border); fix: a larger picture")
     level = parse_noise(noise) if not isinstance(noise, (int, float)) else parse_noise(str(noise))
     report = {"task": task, "iters": 1 if task == "denoise" else (iters or ITERS[task])}
     y = x
@@ -361,10 +410,18 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         report["missing"] = float(1 - m.mean())
         op = Mask.from_mask(m[..., None], 1)
         y = x * m[None, :, :, None]
+    if task == "demosaic":
+        op = demosaic.Bayer.from_pattern(h, w, pattern, 1)
+        y = (np.asarray(op.m) * x).astype(np.float32)  # the (1, H, W, 3) mosaic, m * x
+        c = 3
+        report["pattern"] = pattern
     # noise level
     if level is None:
-        probe = np.asarray(op.initial(jnp.asarray(y))) if task == "inpaint" else y
-        level = estimate_noise(probe)
+        if task == "demosaic":
+            level = estimate_mosaic_noise(x)
+        else:
+            probe = np.asarray(op.initial(jnp.asarray(y))) if task == "inpaint" else y
+            level = estimate_noise(probe)
         report["noise_estimate"] = level
         report["noise_source"] = "auto"
         if task in ("deblur", "sr") and level < noise_floor:
@@ -453,6 +510,10 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         out = out[:, s:out.shape[1] - s, s:out.shape[2] - s]
     if task == "deblur" and calibrate and traj.kernel is not None:
         report["kernel"] = np.asarray(traj.kernel)[0]
+    if task == "demosaic" and level == 0:
+        # noiseless samples are the truth: put them back (DPIR's x[mask] = y[mask], as the
+        # benchmark's degradations.Dpir.finalize)
+        out = np.where(np.asarray(op.m) > 0.5, y, out)
     if not np.isfinite(out).all():
         raise FloatingPointError("the restored picture is not finite; nothing was written")
     report["seconds"] = time.perf_counter() - t0
@@ -585,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dynpnp_jax.restore",
         description="Restore your own pictures: denoise, deblur (known kernel), super-resolve, "
-                    "inpaint. PNG/JPEG/TIFF/BMP, 8 or 16 bits, gray or colour; outputs keep the "
+                    "inpaint, demosaic (a raw Bayer mosaic -> RGB). PNG/JPEG/TIFF/BMP, 8 or 16 bits, gray or colour; outputs keep the "
                     "input's size, channels and bit depth.",
         epilog="Examples: python -m dynpnp_jax.restore blurry.png -o sharp.png --task deblur "
                "--kernel blurry_kernel.png  |  python -m dynpnp_jax.restore photos/ -o out/ "
@@ -602,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "replaced per input (e.g. '{stem}_kernel.png', beside the input)")
     p.add_argument("--scale", type=int, help="sr: up-sampling factor 2..8")
     p.add_argument("--mask", help="inpaint: mask file ('{stem}' per input) or 'zeros'")
+    p.add_argument("--pattern", type=str.upper, choices=demosaic.PATTERNS, default=None,
+                   help="demosaic: the Bayer pattern of the raw mosaic, the 2x2 tile row by row "
+                        "(default RGGB)")
     p.add_argument("--mask-missing", choices=("white", "black"), default="white",
                    help="which mask pixels are MISSING (default white, i.e. non-zero)")
     p.add_argument("--noise-floor", type=float, default=NOISE_FLOOR,
@@ -621,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ceiling); 'off' fits them as data")
     p.add_argument("--calibrate", action="store_true",
                    help="deblur: re-choose the kernel inside the loop (calibrated mode)")
-    p.add_argument("--iters", type=int, help="iterations (default: deblur 8, sr 24, inpaint 8)")
+    p.add_argument("--iters", type=int, help="iterations (default: deblur 8, sr 24, inpaint 8, "
+                   "demosaic 40)")
     p.add_argument("--x8", action="store_true", help="x8 geometric self-ensemble of the prior")
     p.add_argument("--prior", help="network name (default ffdnet-color / ffdnet-gray by the "
                    "picture's channels)")
@@ -657,9 +722,10 @@ def _preflight(args) -> list[Job]:
     elif args.scale is not None:
         raise RestoreError(f"--scale applies to --task sr, not {args.task}; fix: drop --scale")
     if args.task not in ("deblur", "sr") and args.kernel:
-        raise RestoreError(f"--kernel applies to --task deblur or sr, not {args.task}")
+        raise RestoreError(f"--kernel applies to --task deblur or sr, not {args.task}; fix: "
+                           "drop --kernel")
     if args.task != "inpaint" and args.mask:
-        raise RestoreError(f"--mask applies to --task inpaint, not {args.task}")
+        raise RestoreError(f"--mask applies to --task inpaint, not {args.task}; fix: drop --mask")
     if args.task == "deblur" and not args.kernel:
         raise RestoreError("--task deblur needs --kernel FILE|SPEC (e.g. blurry_kernel.png, or "
                            "'{stem}_kernel.png' per input); fix: add --kernel")
@@ -671,6 +737,9 @@ def _preflight(args) -> list[Job]:
     if args.saturation is not None and args.task != "deblur":
         raise RestoreError(f"--saturation applies to --task deblur only, not {args.task}; fix: "
                            "drop it")
+    if args.pattern is not None and args.task != "demosaic":
+        raise RestoreError(f"--pattern (a Bayer pattern) applies to --task demosaic only, not "
+                           f"{args.task}; fix: drop it")
     srcs = collect_inputs(args.inputs, args.exclude, [args.kernel or "", args.mask or ""])
     plans = plan_outputs(srcs, args.output, args.ext)
     resolved_inputs = {s.resolve() for s in srcs}
@@ -697,13 +766,22 @@ def _preflight(args) -> list[Job]:
         except (FileNotFoundError, imageio.ImageReadError) as err:
             raise RestoreError(str(err)) from None
         h, w = info.height, info.width
-        net_name = args.prior or ("ffdnet-color" if info.channels == 3 else "ffdnet-gray")
+        channels = info.channels
+        if args.task == "demosaic":
+            check_mosaic(channels, str(src), equal=channels == 3 and bool(
+                np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2])))
+            if min(h, w) < 3:
+                raise RestoreError(f"{src}: a {h}x{w} mosaic; expected at least 3 pixels a side")
+            channels = 3  # the restored picture: RGB
+        net_name = args.prior or ("ffdnet-color" if channels == 3 else "ffdnet-gray")
         if net_name not in nets:
             try:
                 nets[net_name] = get_spec(net_name).channels
             except (KeyError, ValueError) as err:
                 raise RestoreError(f"--prior {net_name}: {err}") from None
-        check_prior_channels(nets[net_name], net_name, info.channels, what=f"{src}")
+        check_prior_channels(nets[net_name], net_name, channels,
+                             what=(f"the RGB result of mosaic {src}" if args.task == "demosaic"
+                                   else f"{src}"))
         job = Job(src, dst, _per_file(args.kernel, src), _per_file(args.mask, src), note)
         if job.kernel:
             if job.kernel not in kernels_seen:
@@ -774,6 +852,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     iters=args.iters, calibrate=args.calibrate, x8=args.x8,
                     boundary=args.boundary, tile=args.tile, noise_floor=args.noise_floor,
                     saturation=args.saturation, effective_noise=args.effective_noise,
+                    pattern=args.pattern,
                     progress=not args.no_progress and info.height * info.width > 256 * 256)
             except RestoreError as err:
                 print(f"restore: error: {job.src}: {err}", file=sys.stderr)
