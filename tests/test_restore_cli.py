@@ -460,3 +460,84 @@ def test_saturation_is_on_for_deblurring_and_refused_elsewhere(tmp_path):
     assert float(np.abs(np.asarray(on) - np.asarray(off)).max()) > 1e-3
     with pytest.raises(RestoreError, match="--task deblur only"):
         restore_photo(y, "denoise", noise=2, saturation="auto")
+
+
+# ---------------------------------------------------------------------------- demosaic
+def _mosaic_file(path, clean, pattern="RGGB", bits=8):
+    """``clean`` (1, H, W, 3) as the raw one-channel Bayer mosaic of ``pattern`` at ``path``;
+    returns the truth as the file's quantisation sees it (the samples are what was written)."""
+    from dynpnp_jax import demosaic
+
+    cfa = np.asarray(demosaic.to_cfa(demosaic.mosaic(np.asarray(clean[0], np.float32), pattern)))
+    imageio.write_image(path, cfa[None, ..., None], bits=bits)
+    return imageio.read_image(path)[0]
+
+
+def test_demosaic_beats_mhc_8bit(tmp_path, capsys, ffdnet):
+    """A 48x48 RGGB mosaic (8-bit, one channel) -> an 8-bit RGB picture of the same size, the
+    observed samples kept (noise 0), closer to the truth than Malvar-He-Cutler (measured: 38.0
+    dB vs 35.4, the default 40 iterations)."""
+    from dynpnp_jax import demosaic
+
+    clean = _clean_crop()
+    src = tmp_path / "raw.png"
+    cfa = _mosaic_file(src, clean)
+    dst = tmp_path / "rgb.png"
+    rc, err = _run([src, "-o", dst, "--task", "demosaic", "--noise", "0"], capsys)
+    assert rc == 0, err
+    x, info = imageio.read_image(dst)
+    assert (info.height, info.width, info.channels, info.bits) == (48, 48, 3, 8)
+    m = demosaic.bayer_mask(48, 48) > 0.5
+    np.testing.assert_allclose(x[0][m], np.broadcast_to(cfa[0], (48, 48, 3))[m], atol=1e-6)
+    mhc = np.clip(np.asarray(demosaic.malvar(cfa[0, ..., 0])), 0, 1)
+    b = 4  # the interpolations' reflected edges left out
+    got, ref = _psnr(x[0, b:-b, b:-b], clean[0, b:-b, b:-b]), _psnr(mhc[b:-b, b:-b],
+                                                                    clean[0, b:-b, b:-b])
+    assert got > ref + 1.0, (got, ref)
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_demosaic_patterns_odd_size_16bit(tmp_path, capsys, pattern, ffdnet):
+    """Each Bayer pattern round-trips on an odd-sized (47x45) 16-bit mosaic: 16-bit RGB out, the
+    same size (odd sides: the mask and the interpolation take any size), each observed sample
+    where the pattern puts it, closer to the truth than bilinear (4 iterations)."""
+    from dynpnp_jax import demosaic
+
+    clean = _clean_crop()[:, :47, :45]
+    src = tmp_path / f"raw_{pattern}.png"
+    cfa = _mosaic_file(src, clean, pattern, bits=16)
+    dst = tmp_path / "rgb.png"
+    rc, err = _run([src, "-o", dst, "--task", "demosaic", "--pattern", pattern.lower(),
+                    "--noise", "0", "--iters", "4"], capsys)
+    assert rc == 0, err
+    x, info = imageio.read_image(dst)
+    assert (info.height, info.width, info.channels, info.bits) == (47, 45, 3, 16)
+    m = demosaic.bayer_mask(47, 45, pattern) > 0.5
+    np.testing.assert_allclose(x[0][m], np.broadcast_to(cfa[0], (47, 45, 3))[m], atol=1e-6)
+    bil = np.clip(np.asarray(demosaic.bilinear(cfa[0, ..., 0], pattern)), 0, 1)
+    assert _psnr(x[0], clean[0]) > _psnr(bil, clean[0]), (_psnr(x[0], clean[0]),
+                                                          _psnr(bil, clean[0]))
+
+
+def test_demosaic_bad_input(tmp_path, small, capsys):
+    """A colour picture, options of other tasks and --pattern elsewhere: exit 2, the fix named,
+    nothing written."""
+    col, gray = small
+    out = tmp_path / "out"
+    _bad(capsys, [col, "-o", out, "--task", "demosaic"], "one-channel", "already demosaiced",
+         "Fix", out=out)
+    rgb_gray = tmp_path / "rgbgray.png"
+    imageio.write_image(rgb_gray, np.repeat(np.random.RandomState(0).rand(16, 16, 1), 3, -1))
+    _bad(capsys, [rgb_gray, "-o", out, "--task", "demosaic"], "channels are equal", out=out)
+    for extra, needle in ((["--kernel", "gauss:1.6"], "--kernel"), (["--scale", "2"], "--scale"),
+                          (["--mask", "zeros"], "--mask"), (["--saturation", "auto"],
+                                                            "--saturation"),
+                          (["--prior", "ffdnet-gray"], "--prior ffdnet-color")):
+        _bad(capsys, [gray, "-o", out, "--task", "demosaic"] + extra, needle, out=out)
+    _bad(capsys, [gray, "-o", out, "--task", "denoise", "--pattern", "RGGB"], "--pattern",
+         "demosaic only", out=out)
+    tiny = tmp_path / "tiny.png"
+    imageio.write_image(tiny, np.zeros((2, 9, 1)))
+    _bad(capsys, [tiny, "-o", out, "--task", "demosaic"], "2x9", out=out)
+    with pytest.raises(restore_cli.RestoreError, match="already demosaiced"):
+        restore_cli.restore_photo(np.zeros((1, 8, 8, 3), np.float32), "demosaic", noise=0)
