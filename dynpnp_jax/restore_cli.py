@@ -27,8 +27,10 @@ Tasks and what runs (the plug-and-play solver of :func:`dynpnp_jax.restore`; the
   colour sample of its site; ``--pattern`` RGGB (default), BGGR, GRBG or GBRG names the 2x2 tile,
   :mod:`dynpnp_jax.demosaic`); the output is RGB. The benchmark's loop (``dpir`` with
   ``demosaic.Bayer``, FFDNet-colour, 40 iterations, started from Malvar-He-Cutler); at noise 0
-  the observed samples are put back. ``--noise auto``: the mean of the estimates on the four
-  Bayer sub-images (one colour each).
+  the observed samples are put back. ``--x8`` is off by default here as for the other tasks
+  (the benchmark runs it). ``--noise auto``: the mean of the estimates on the four Bayer
+  sub-images (one colour each); fine texture reads as noise there, so a clean raw file wants
+  ``--noise 0`` (docs/restore.md).
 
 The noise level (``--noise``, in 8-bit units: 2.55 means 1 % of the full range, also for 16-bit
 files) is estimated from each picture by default (``--noise auto``,
