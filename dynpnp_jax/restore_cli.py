@@ -71,6 +71,7 @@ from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint", "demosaic")
 SATURATION = ("auto", "off")  # deblur: clipped pixels as lower bounds, or fitted (solver's saturation)
+DEMOSAIC_ONLY = ("mhc", "bilinear")  # demosaic: an interpolation alone (demosaic.malvar/bilinear)
 EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
 ITERS = {"deblur": 8, "sr": 24, "inpaint": 8, "demosaic": 40}  # DPIR's (degradations.DEFAULTS)
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
@@ -292,7 +293,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
                   calibrate: bool = False, x8: bool = False, boundary: str = "unknown",
                   tile: Optional[int] = None, progress: bool = False,
                   noise_floor: float = NOISE_FLOOR, saturation: Optional[str] = None,
-                  effective_noise: str = "auto", pattern: Optional[str] = None):
+                  effective_noise: str = "auto", pattern: Optional[str] = None,
+                  demosaic_only: Optional[str] = None):
     """Restore one picture (``(1, H, W, C)`` float32 in [0, 1], e.g. from
     :func:`dynpnp_jax.imageio.read_image`).
 
@@ -310,6 +312,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
       iters: solver iterations (default: deblur 8, sr 24, inpaint 8, demosaic 40).
       pattern: demosaic: the Bayer pattern, ``'RGGB'`` (default), ``'BGGR'``, ``'GRBG'`` or
         ``'GBRG'`` (:data:`dynpnp_jax.demosaic.PATTERNS`). Other tasks: ``None`` only.
+      demosaic_only: demosaic: ``'mhc'`` (Malvar-He-Cutler) or ``'bilinear'``: that
+        interpolation alone, no prior and no loop (``noise`` is not used).
       calibrate: deblur: re-choose the kernel inside the loop (``calibrated`` mode).
       x8: geometric self-ensemble of the prior (deblur, sr, inpaint, demosaic).
       boundary: deblur: ``'unknown'`` (a photograph) or ``'circular'``.
@@ -366,6 +370,9 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     if pattern is not None and task != "demosaic":
         raise RestoreError(f"--pattern names a Bayer pattern: it applies to --task demosaic only, "
                            f"not {task}; fix: drop it")
+    if demosaic_only is not None and (task != "demosaic" or demosaic_only not in DEMOSAIC_ONLY):
+        raise RestoreError(f"--demosaic-only {demosaic_only}: expected one of {DEMOSAIC_ONLY} "
+                           f"with --task demosaic (got --task {task}); fix: drop it")
     if task == "demosaic":
         for name, val in (("--kernel", kernel), ("--scale", scale), ("--mask", mask)):
             if val is not None:
@@ -417,6 +424,13 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         y = (np.asarray(op.m) * x).astype(np.float32)  # the (1, H, W, 3) mosaic, m * x
         c = 3
         report["pattern"] = pattern
+        if demosaic_only is not None:
+            fn = {"mhc": demosaic.malvar, "bilinear": demosaic.bilinear}[demosaic_only]
+            out = np.asarray(fn(x[0, ..., 0], pattern))[None]
+            report.update(iters=0, noise=0.0, noise_source=f"not used (--demosaic-only "
+                          f"{demosaic_only})", prior=demosaic_only, tile=0,
+                          seconds=time.perf_counter() - t0)
+            return out, report
     # noise level
     if level is None:
         if task == "demosaic":
@@ -668,6 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pattern", type=str.upper, choices=demosaic.PATTERNS, default=None,
                    help="demosaic: the Bayer pattern of the raw mosaic, the 2x2 tile row by row "
                         "(default RGGB)")
+    p.add_argument("--demosaic-only", choices=DEMOSAIC_ONLY,
+                   help="demosaic: the interpolation alone, no prior (mhc: Malvar-He-Cutler, the "
+                        "loop's start; bilinear)")
     p.add_argument("--mask-missing", choices=("white", "black"), default="white",
                    help="which mask pixels are MISSING (default white, i.e. non-zero)")
     p.add_argument("--noise-floor", type=float, default=NOISE_FLOOR,
@@ -739,6 +756,9 @@ def _preflight(args) -> list[Job]:
     if args.saturation is not None and args.task != "deblur":
         raise RestoreError(f"--saturation applies to --task deblur only, not {args.task}; fix: "
                            "drop it")
+    if args.demosaic_only is not None and args.task != "demosaic":
+        raise RestoreError(f"--demosaic-only applies to --task demosaic only, not {args.task}; "
+                           "fix: drop it")
     if args.pattern is not None and args.task != "demosaic":
         raise RestoreError(f"--pattern (a Bayer pattern) applies to --task demosaic only, not "
                            f"{args.task}; fix: drop it")
@@ -854,7 +874,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     iters=args.iters, calibrate=args.calibrate, x8=args.x8,
                     boundary=args.boundary, tile=args.tile, noise_floor=args.noise_floor,
                     saturation=args.saturation, effective_noise=args.effective_noise,
-                    pattern=args.pattern,
+                    pattern=args.pattern, demosaic_only=args.demosaic_only,
                     progress=not args.no_progress and info.height * info.width > 256 * 256)
             except RestoreError as err:
                 print(f"restore: error: {job.src}: {err}", file=sys.stderr)

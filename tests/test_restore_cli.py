@@ -541,3 +541,34 @@ def test_demosaic_bad_input(tmp_path, small, capsys):
     _bad(capsys, [tiny, "-o", out, "--task", "demosaic"], "2x9", out=out)
     with pytest.raises(restore_cli.RestoreError, match="already demosaiced"):
         restore_cli.restore_photo(np.zeros((1, 8, 8, 3), np.float32), "demosaic", noise=0)
+
+
+def test_demosaic_noise_auto_and_interpolation_only(tmp_path, capsys, ffdnet):
+    """--noise auto on a mosaic is the mean of the four Bayer sub-images' estimates (a smooth
+    96x96 colour picture with noise 10/255: read as 9.6), logged; --demosaic-only mhc|bilinear
+    writes that interpolation alone (no prior), and is refused with another task."""
+    from dynpnp_jax import demosaic
+
+    yy, xx = np.mgrid[:96, :96] / 96.0
+    clean = np.stack([0.5 + 0.3 * np.sin(3 * xx), 0.4 + 0.3 * yy, 0.6 - 0.2 * xx * yy], -1)
+    noisy = clean + np.random.RandomState(0).normal(0, 10 / 255, clean.shape)
+    src = tmp_path / "raw.png"
+    cfa = _mosaic_file(src, np.clip(noisy, 0, 1)[None])
+    want = np.mean([restore_cli.estimate_noise(cfa[:, i::2, j::2]) for i in (0, 1)
+                    for j in (0, 1)])
+    assert restore_cli.estimate_mosaic_noise(cfa) == pytest.approx(want)
+    assert 9.0 < want < 11.0, want
+    log = tmp_path / "log.jsonl"
+    rc, err = _run([src, "-o", tmp_path / "auto.png", "--task", "demosaic", "--iters", "2",
+                    "--log", log], capsys)
+    assert rc == 0, err
+    rec = json.loads(log.read_text())
+    assert rec["noise_source"] == "auto" and rec["noise"] == pytest.approx(want, abs=1e-3)
+    for name, fn in (("mhc", demosaic.malvar), ("bilinear", demosaic.bilinear)):
+        dst = tmp_path / f"{name}.png"
+        rc, err = _run([src, "-o", dst, "--task", "demosaic", "--demosaic-only", name], capsys)
+        assert rc == 0, err
+        ref = np.round(np.clip(np.asarray(fn(cfa[0, ..., 0])), 0, 1) * 255) / 255
+        np.testing.assert_allclose(imageio.read_image(dst)[0][0], ref, atol=1e-6)
+    _bad(capsys, [src, "-o", tmp_path / "x.png", "--task", "denoise", "--demosaic-only", "mhc"],
+         "--demosaic-only", "demosaic only")
