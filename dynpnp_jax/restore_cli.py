@@ -63,6 +63,7 @@ import numpy as np
 import dynpnp_jax as dp
 
 from . import demosaic, imageio, kernels
+from .data.degradations import DEFAULTS
 from .effective_noise import effective_noise_level
 from .networks import Network
 from .noise_estimation import estimate_noise_level
@@ -73,7 +74,8 @@ TASKS = ("denoise", "deblur", "sr", "inpaint", "demosaic")
 SATURATION = ("auto", "off")  # deblur: clipped pixels as lower bounds, or fitted (solver's saturation)
 DEMOSAIC_ONLY = ("mhc", "bilinear")  # demosaic: an interpolation alone (demosaic.malvar/bilinear)
 EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
-ITERS = {"deblur": 8, "sr": 24, "inpaint": 8, "demosaic": 40}  # DPIR's (degradations.DEFAULTS)
+# solver iterations per task: DPIR's, as the benchmark runs them (one owner: degradations.DEFAULTS)
+ITERS = {task: d["iters"] for task, d in DEFAULTS.items()}
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
 AUTO_TILE = 512
 SR_PAD = 8              # low-resolution pixels of reflection padding (plus the kernel's reach)
