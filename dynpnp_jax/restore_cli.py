@@ -76,6 +76,22 @@ DEMOSAIC_ONLY = ("mhc", "bilinear")  # demosaic: an interpolation alone (demosai
 EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
 # solver iterations per task: DPIR's, as the benchmark runs them (one owner: degradations.DEFAULTS)
 ITERS = {task: d["iters"] for task, d in DEFAULTS.items()}
+#: option -> the tasks it applies to (the one rule: the command line and restore_photo ask it)
+OPTION_TASKS = {"--kernel": ("deblur", "sr"), "--scale": ("sr",), "--mask": ("inpaint",),
+                "--calibrate": ("deblur",), "--saturation": ("deblur",),
+                "--pattern": ("demosaic",), "--demosaic-only": ("demosaic",)}
+
+
+def check_task_options(task: str, **given) -> None:
+    """A RestoreError for an option given (not None / False) to a task it does not apply to
+    (:data:`OPTION_TASKS`); ``given``: option name without dashes, ``_`` for ``-``."""
+    for name, val in given.items():
+        flag = "--" + name.replace("_", "-")
+        tasks = OPTION_TASKS[flag]
+        if val is not None and val is not False and not (isinstance(val, str) and not val) \
+                and task not in tasks:
+            raise RestoreError(f"{flag} applies to --task {' or '.join(tasks)} only, not {task}; "
+                               f"fix: drop {flag}")
 AUTO_TILE_SIDE = 1024   # a working image with a side above this runs the prior on tiles
 AUTO_TILE = 512
 SR_PAD = 8              # low-resolution pixels of reflection padding (plus the kernel's reach)
@@ -355,11 +371,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         raise RestoreError(f"x: expected one picture (1, H, W, C) with C = 1 or 3, got shape "
                            f"{x.shape}; fix: imageio.read_image gives that shape")
     _, h, w, c = x.shape
-    if calibrate and task != "deblur":
-        raise RestoreError("--calibrate re-chooses a blur kernel: it applies to --task deblur only")
-    if saturation is not None and task != "deblur":
-        raise RestoreError(f"--saturation treats clipped pixels of a blurred picture as lower bounds: "
-                           f"it applies to --task deblur only, not {task}; fix: drop it")
+    check_task_options(task, kernel=kernel, scale=scale, mask=mask, calibrate=calibrate,
+                       saturation=saturation, pattern=pattern, demosaic_only=demosaic_only)
     if saturation is None:
         saturation = "auto" if task == "deblur" else "off"
     if saturation not in SATURATION:
@@ -369,19 +382,9 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     if boundary not in ("unknown", "circular"):
         raise RestoreError(f"--boundary {boundary}: expected 'unknown' (a photograph) or "
                            "'circular' (a periodic, synthetic blur)")
-    if pattern is not None and task != "demosaic":
-        raise RestoreError(f"--pattern names a Bayer pattern: it applies to --task demosaic only, "
-                           f"not {task}; fix: drop it")
-    if demosaic_only is not None and (task != "demosaic" or demosaic_only not in DEMOSAIC_ONLY):
-        raise RestoreError(f"--demosaic-only {demosaic_only}: expected one of {DEMOSAIC_ONLY} "
-                           f"with --task demosaic (got --task {task}); fix: drop it")
+    if demosaic_only is not None and demosaic_only not in DEMOSAIC_ONLY:
+        raise RestoreError(f"--demosaic-only {demosaic_only}: expected one of {DEMOSAIC_ONLY}")
     if task == "demosaic":
-        for name, val in (("--kernel", kernel), ("--scale", scale), ("--mask", mask)):
-            if val is not None:
-                raise RestoreError(f"{name} applies to --task "
-                                   f"{'inpaint' if name == '--mask' else 'deblur or sr'}, not "
-                                   f"demosaic (the Bayer pattern is the operator); fix: drop "
-                                   f"{name}")
         check_mosaic(c, f"x (shape {x.shape})")
         try:
             pattern = demosaic.check_pattern(pattern or "RGGB")
@@ -738,32 +741,17 @@ def _preflight(args) -> list[Job]:
         raise RestoreError(f"--iters {args.iters}: expected a positive integer; fix: e.g. --iters 8")
     if args.tile is not None and args.tile < 0:
         raise RestoreError(f"--tile {args.tile}: expected 0 (never) or a tile size in pixels")
+    check_task_options(args.task, kernel=args.kernel, scale=args.scale, mask=args.mask,
+                       calibrate=args.calibrate, saturation=args.saturation,
+                       pattern=args.pattern, demosaic_only=args.demosaic_only)
     if args.task == "sr":
         _check_scale(args.scale, args.kernel)
-    elif args.scale is not None:
-        raise RestoreError(f"--scale applies to --task sr, not {args.task}; fix: drop --scale")
-    if args.task not in ("deblur", "sr") and args.kernel:
-        raise RestoreError(f"--kernel applies to --task deblur or sr, not {args.task}; fix: "
-                           "drop --kernel")
-    if args.task != "inpaint" and args.mask:
-        raise RestoreError(f"--mask applies to --task inpaint, not {args.task}; fix: drop --mask")
     if args.task == "deblur" and not args.kernel:
         raise RestoreError("--task deblur needs --kernel FILE|SPEC (e.g. blurry_kernel.png, or "
                            "'{stem}_kernel.png' per input); fix: add --kernel")
     if args.task == "inpaint" and not args.mask:
         raise RestoreError("--task inpaint needs --mask FILE (white = missing by default) or "
                            "--mask zeros; fix: add --mask")
-    if args.calibrate and args.task != "deblur":
-        raise RestoreError("--calibrate applies to --task deblur only")
-    if args.saturation is not None and args.task != "deblur":
-        raise RestoreError(f"--saturation applies to --task deblur only, not {args.task}; fix: "
-                           "drop it")
-    if args.demosaic_only is not None and args.task != "demosaic":
-        raise RestoreError(f"--demosaic-only applies to --task demosaic only, not {args.task}; "
-                           "fix: drop it")
-    if args.pattern is not None and args.task != "demosaic":
-        raise RestoreError(f"--pattern (a Bayer pattern) applies to --task demosaic only, not "
-                           f"{args.task}; fix: drop it")
     srcs = collect_inputs(args.inputs, args.exclude, [args.kernel or "", args.mask or ""])
     plans = plan_outputs(srcs, args.output, args.ext)
     resolved_inputs = {s.resolve() for s in srcs}
