@@ -42,6 +42,27 @@ Array = jax.Array
 MARGIN = 1.0 / 255  # "near" the clipping level: within one 8-bit step of it
 MODES = ("off", "auto", "masked", "clipped")
 AUTO = "clipped"  # what 'auto' means: the data term measured best (docs/results/saturation.md)
+OFF = "off"
+
+
+def resolve(mode: str) -> str:
+    """The data term a ``saturation`` argument names (``'auto'`` -> :data:`AUTO`), or a clear
+    error for a name not in :data:`MODES`."""
+    if mode not in MODES:
+        raise ValueError(f"saturation must be one of {MODES}, got {mode!r}. Fix: "
+                         "'auto' for a photograph with clipped highlights, 'off' otherwise")
+    return AUTO if mode == "auto" else mode
+
+
+def is_on(mode: str) -> bool:
+    """Whether a (resolved) ``saturation`` treats clipped values apart from the rest."""
+    return mode != OFF
+
+
+def one_sided(mode: str) -> bool:
+    """Whether a (resolved) ``saturation`` is the clipped model (the one-sided bound at the
+    level), not the fixed mask."""
+    return mode == "clipped"
 KNEE = 0.8  # the denoiser sees values above it compressed (measured: 0.8 > 0.9 > 0.95)
 PEAK_QUANTILE = 0.9  # of the estimate at the clipped values (measured: 0.9 > the max, 0.5)
 

@@ -395,11 +395,9 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
         raise ValueError(f"boundary must be 'auto' (the operator's), 'circular' or 'unknown', got "
                          f"{boundary!r}. Fix: 'unknown' for a real photograph, 'circular' for a "
                          "periodic (synthetic) blur")
-    if saturation not in sat.MODES:
-        raise ValueError(f"saturation must be one of {sat.MODES}, got {saturation!r}. Fix: "
-                         "'auto' for a photograph with clipped highlights, 'off' otherwise")
+    saturation = sat.resolve(saturation)
     clip_level = sat.check_level(clip_level)
-    if saturation != "off" and tr.x_kind == "none":
+    if sat.is_on(saturation) and tr.x_kind == "none":
         raise ValueError(f"saturation={saturation!r} masks the data term of a blur, and "
                          f"mode={mode!r} has no data term (the network alone). Fix: "
                          "saturation='off', or a deblurring mode such as mode='dpir' with "
@@ -419,7 +417,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                  calib_margin=None if calib_margin is None else float(calib_margin),
                  boundary=boundary,
                  boundary_iters=int(boundary_iters),
-                 saturation=sat.AUTO if saturation == "auto" else saturation,
+                 saturation=saturation,
                  clip_level=clip_level,
                  delta=nums["delta"], mu=nums["mu"], alpha=nums["alpha"],
                  sigma=0.0 if sigma is None else sigma,
@@ -527,7 +525,7 @@ def _restore(params: dict, y: jax.Array, cfg: Config, clean: Optional[jax.Array]
         op, prepared = alg.prepare(params, y, op, cfg, _restore)
     pads = obs = fmask = None
     # saturated highlights (saturation.py): the unsaturated pixels of y, per channel
-    seen = sat.observed(y, cfg.clip_level) if cfg.saturation != "off" else None
+    seen = sat.observed(y, cfg.clip_level) if sat.is_on(cfg.saturation) else None
     if cfg.boundary == "unknown":  # restore the frame plus the kernel's reach (boundary.py)
         pads = bd.margins(op.k.shape, y.shape[1], y.shape[2])
         op = op.replace(boundary="circular")  # circular on the extended grid: no wrap reaches the frame
@@ -630,20 +628,20 @@ def _resolve_boundary(params: dict, cfg: Config) -> Config:
 def _resolve_saturation(params: dict, y, cfg: Config) -> Config:
     """Check ``saturation`` against the operator and ``y``; on a concrete ``y`` with nothing at
     the clipping level it becomes ``'off'`` (the same program as the plain loop)."""
-    if cfg.saturation == "off":
+    if not sat.is_on(cfg.saturation):
         return cfg
     op = params.get("A")
     op_name = type(op).__name__ if op is not None else f"operator={cfg.operator!r}"
     if not has(op if op is not None else OPERATORS.get(cfg.operator), "kernel"):
         raise ValueError(f"saturation={cfg.saturation!r} treats clipped pixels of a blurred y as "
-                         f"unobserved; it needs a blur (an operator with the 'kernel' capability: "
+                         f"lower bounds (or unobserved); it needs a blur (an operator with the 'kernel' capability: "
                          f"Blur, Downsample, Convolution), got {op_name} (denoising, masks and "
                          "the identity have nothing to unblur). Fix: saturation='off', or "
                          "params['A'] = Blur.from_kernel(k, ...)")
     if is_concrete(y):
         sat.check_observed(y, cfg.clip_level)
         if not np.any(sat.saturated_fraction(y, cfg.clip_level)):
-            return cfg.replace(saturation="off")
+            return cfg.replace(saturation=sat.OFF)
     return cfg
 
 
@@ -789,7 +787,7 @@ def restore(params: dict, y, cfg: Config, *, clean=None, true_A=None):
     out, traj = _restore_jit(params, y, cfg, clean, true_A)
     check_finite_output("restore", out)
     check_converged(traj, params.get("A"), y,
-                    highlights=cfg.saturation != "off")
+                    highlights=sat.is_on(cfg.saturation))
     return out, traj
 
 

@@ -157,7 +157,7 @@ class Problem(NamedTuple):
             x = steps.X_STEPS[cfg.x_step](op, x0, y, z, delta, mu, cg_iters=cfg.cg_iters)
         if self.obs is not None and cfg.x_step == "exact":  # the exact masked x-step
             x = bd.masked_solve(op, y, self.obs, z, mu, x, cfg.boundary_iters)
-            if self.sat is not None and cfg.saturation == "clipped":
+            if self.sat is not None and sat.one_sided(cfg.saturation):
                 # y = min(A x, level): the clipped values whose blur fell below the level are
                 # data at the level (the active set of A x >= level), solved again from x
                 low = self.sat * (op(x) < cfg.clip_level)
@@ -174,7 +174,7 @@ class Problem(NamedTuple):
         if self.obs is None:
             return op.adjoint(r)
         r = self.obs * r
-        if self.sat is not None and self.cfg.saturation == "clipped":
+        if self.sat is not None and sat.one_sided(self.cfg.saturation):
             r = r + self.sat * jnp.minimum(ax - self.cfg.clip_level, 0.0)
         return op.adjoint(r)
 

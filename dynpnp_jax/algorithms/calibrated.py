@@ -66,7 +66,7 @@ def prepare(params: dict, y, op, cfg, run):
                        relax=jnp.ones_like(sig), inertia=jnp.zeros_like(sig), tol=jnp.float32(0),
                        noise=cfg.noise, saturation=cfg.saturation, clip_level=cfg.clip_level)
     # saturation on: the cheap runs use its data term and score the unsaturated values only
-    seen = None if cfg.saturation == "off" else sat.observed(y_c, cfg.clip_level)
+    seen = sat.observed(y_c, cfg.clip_level) if sat.is_on(cfg.saturation) else None
     margin = min(size // 2 + 4, c // 4)  # the crop is not periodic: score its interior only
     var_n = jnp.maximum(cfg.noise, 0.255 / 255) ** 2
 
