@@ -36,6 +36,19 @@ def shared_upstream() -> Path:
     return require_shared("upstream")
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A fresh cache folder for the module ($DYNPNP_CACHE: converted weights and compiled
+    programs reused across its tests), with the data and compile-cache overrides of the calling
+    shell removed."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DYNPNP_CACHE", str(path))
+        mp.delenv("DYNPNP_DATA", raising=False)
+        mp.delenv("DYNPNP_NO_COMPILE_CACHE", raising=False)
+        yield path
+
+
 @pytest.fixture(scope="session")
 def dncnn_s25(shared_upstream):
     from dynpnp_jax import load_network

@@ -16,16 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DYNPNP_CACHE", str(path))
-        mp.delenv("DYNPNP_DATA", raising=False)
-        mp.delenv("DYNPNP_NO_COMPILE_CACHE", raising=False)
-        yield path
-
-
-@pytest.fixture(scope="module")
 def crops(cache, tmp_path_factory):
     """One 40x48 gray Set12 crop."""
     src = require_shared("data", "set12")

@@ -17,16 +17,6 @@ from dynpnp_jax.data.protocols import get_protocol
 RGGB = Degradation("demosaic", 0, pattern="RGGB")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A fresh cache for the module (converted weights, compiled programs)."""
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DYNPNP_CACHE", str(path))
-        mp.delenv("DYNPNP_DATA", raising=False)
-        yield path
-
-
 def _proto():
     return dataclasses.replace(get_protocol("dpir"), task="demosaic")
 

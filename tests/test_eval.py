@@ -17,17 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One fresh cache for the module (converted weights are reused across its tests)."""
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DYNPNP_CACHE", str(path))
-        mp.delenv("DYNPNP_DATA", raising=False)
-        mp.delenv("DYNPNP_NO_COMPILE_CACHE", raising=False)
-        yield path
-
-
-@pytest.fixture(scope="module")
 def crops(cache, tmp_path_factory):
     """Two Set12 crops, one landscape (64x96) and one portrait (96x64)."""
     src = require_shared("data", "set12")
