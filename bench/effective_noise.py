@@ -27,6 +27,15 @@ Protocol (per image, Levin kernel, sensor noise, kernel error):
 * the data-residual statistic the module does not use (``pilot_residual``: ``q``, the fit's
   residual over that of pure noise) is recorded for every case.
 
+``--references A.json``: for the cases of a recorded run (the tune split), two references for
+``R`` that were measured and not used (docs/results/effective_noise.md): the bootstrap ``R_ref``
+(the pilot rerun on ``y_ref = k' * x(sigma) + n``, a problem whose kernel is exact by
+construction, with the same content) and an analytic ``R_model`` (Wiener filters at ``sigma``
+and ``2 sigma`` on a power-law image spectrum ``c / |D(w)|^2`` fitted to ``y``); prints how often
+``R``, ``R / R_ref`` and ``R / R_model`` rank a wrong kernel (oracle gain > 0.5 dB) above an
+exact one at the same noise level. Given a ``--real`` run's records instead, the rank
+correlations of ``R`` and ``R_model`` with the kernel's size and with IRCNN's levels.
+
 ``--from-json A.json [B.json] --fit``: chooses ``R0``, ``BETA``, ``GAMMA`` on the records of A
 (the tune split; over a grid of constants, max ratio fixed: the largest mean gain over the true
 sigma, less twice the mean loss on the exact kernels) and prints the tables for every file with
@@ -67,6 +76,7 @@ SPLITS = {
 }
 ERRORS = ("exact", "scale:1.1", "noise:0.2")
 GRID = (1.0, 1.5, 2.0, 3.0, 4.0)
+NOISE_SEED_REF = 7  # the bootstrap reference's noise
 
 
 def blur_wrap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -128,7 +138,11 @@ def main(argv=None):
                     help="restore a 256x256 centre crop of this real picture at --levels and "
                          "draw docs/figures/effective_noise_real.jpg beside IRCNN's output")
     ap.add_argument("--levels", type=float, nargs="+", default=[1.0, 4.0])
+    ap.add_argument("--references", default=None, metavar="JSON",
+                    help="the bootstrap and analytic references for R on a recorded run's cases")
     args = ap.parse_args(argv)
+    if args.references:
+        return references(args.references, Path(args.out))
     if args.real_figure:
         return real_figure(args.real_figure, args.levels)
     if args.real:
@@ -201,6 +215,122 @@ def main(argv=None):
     (out / "effective_noise.md").write_text(table)
     print(table)
     return recs
+
+
+def _case(r, data):
+    """(y, the perturbed kernel, channels) of a record, as the main loop builds them."""
+    img = np.asarray(Image.open(data / r["set"] / f"{r['image']}.png"), np.float32) / 255
+    img = img[..., None] if img.ndim == 2 else img
+    k = np.asarray(kernels.levin(r["kernel"]), np.float64)
+    b = blur_wrap(img, k)
+    seed = r["kernel"] * 1000 + int(round(r["noise"] * 100))
+    y = frame_crop(b + np.random.RandomState(seed).normal(0, r["noise"] / 255, b.shape),
+                   k.shape).astype(np.float32)
+    return y, perturb(k, r["error"], seed=r["kernel"]), img.shape[-1]
+
+
+def reblur(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``k * x`` at the size of ``x`` (reflected edges, then a 'valid' blur)."""
+    from scipy.signal import fftconvolve
+    kh, kw = k.shape
+    xp = np.pad(x, ((kh - 1 - kh // 2, kh // 2), (kw - 1 - kw // 2, kw // 2), (0, 0)),
+                mode="reflect")
+    return np.stack([fftconvolve(xp[..., c], k, mode="valid") for c in range(x.shape[-1])], -1)
+
+
+def model_ratio(y: np.ndarray, k: np.ndarray, s: float) -> float:
+    """The analytic reference: ``R`` of Wiener restorations at ``s`` and ``2 s`` ([0, 1] scale)
+    of an image with the power spectrum ``c / |D(w)|^2`` (``c`` fitted to ``y``'s spectrum where
+    the kernel passes more than half the power; a Hann window against the frame's edges)."""
+    h, w = y.shape[:2]
+    win = np.outer(np.hanning(h), np.hanning(w))[..., None]
+    y2 = np.mean(np.abs(np.fft.fft2((y - y.mean((0, 1))) * win, axes=(0, 1))) ** 2, -1)
+    y2 /= np.mean(win ** 2) * h * w
+    kp = np.zeros((h, w))
+    kp[:k.shape[0], :k.shape[1]] = k
+    k2 = np.abs(np.fft.fft2(np.roll(kp, (-(k.shape[0] // 2), -(k.shape[1] // 2)), (0, 1)))) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    d = (2 * np.sin(np.pi * fy)) ** 2 + (2 * np.sin(np.pi * fx)) ** 2
+    sel = (k2 > 0.5) & (d > 0)
+    c = np.median(np.maximum(y2[sel] - s ** 2, 1e-12) * d[sel] / k2[sel])
+    p = c / np.where(d > 0, d, np.inf)
+
+    def wiener(sig):
+        return np.sqrt(k2) / (k2 + sig ** 2 / np.maximum(p, 1e-30))
+    e = (wiener(s) - wiener(2 * s)) ** 2 * (k2 * p + s ** 2) * (d > 0)
+    return float(np.sqrt(e.sum() / (k2 * e).sum()))
+
+
+def references_real(recs):
+    """``R_model`` of the real pictures' pilot crops (a ``--real`` run's records): its rank
+    correlation with the kernel's size, and that of ``R / R_model`` with IRCNN's level."""
+    from scipy.stats import spearmanr
+
+    from dynpnp_jax.restore_cli import load_kernel
+    folder = paths.data_dir() / "ircnn_real" / "deblur"
+    rows = []
+    for r in recs:
+        src = [p for p in folder.glob(r["image"] + ".*") if p.suffix.lower() in (".png", ".jpg")]
+        y = np.asarray(Image.open(src[0]).convert("RGB"), np.float64) / 255
+        k = np.asarray(load_kernel(str(folder / f"{r['image']}_kernel.png")), np.float64)
+        k /= k.sum()
+        yc = en._centre_crop(y, max(en.CROP, max(k.shape) + 16))
+        rm = model_ratio(yc, k, r["sensor"] / 255)
+        print(f"{r['image']}: kernel {k.shape[0]}, R {r['r']:.2f}, R_model {rm:.2f}, IRCNN "
+              f"{r['ircnn_isigma']}")
+        if np.isfinite(r["r"]):
+            rows.append((r["r"], rm, k.shape[0], r["ircnn_isigma"]))
+    r_, rm, ks, ir = (np.array(c, np.float64) for c in zip(*rows))
+    print(f"{len(rows)} pictures with a finite R; rank correlations: R with the kernel's size "
+          f"{spearmanr(r_, ks)[0]:.2f}, R_model with it {spearmanr(rm, ks)[0]:.2f}; with IRCNN's "
+          f"level: R {spearmanr(r_, ir)[0]:.2f}, R / R_model {spearmanr(r_ / rm, ir)[0]:.2f}")
+    return rows
+
+
+def references(path: str, out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    recs = json.loads(Path(path).read_text())
+    if recs and "ircnn_isigma" in recs[0]:
+        return references_real(recs)
+    data = paths.data_dir()
+    nets, res = {}, []
+    for r in tqdm(recs, desc="references for R"):
+        y, kp, c = _case(r, data)
+        if c not in nets:
+            nets[c] = dp.load_network("ffdnet-color" if c == 3 else "ffdnet-gray")
+        A = Blur.from_kernel(kp.astype(np.float32), 1, boundary="unknown")
+
+        def run(yy, level):
+            cfg = dp.make_config("dpir", iters=8, noise_level=level / 255, boundary="unknown",
+                                 keep_images=False)
+            o, _ = dp.restore({"prior": nets[c], "A": A}, yy[None], cfg)
+            return np.asarray(o, np.float64)[0]
+        sg = r["noise"]
+        x1, x2 = run(y, sg), run(y, 2 * sg)
+        yr = (reblur(x1, kp) + np.random.RandomState(NOISE_SEED_REF).normal(0, sg / 255, x1.shape)
+              ).astype(np.float32)
+        rec = dict(r, R=en.spectral_ratio(x1, x2, kp),
+                   R_ref=en.spectral_ratio(run(yr, sg), run(yr, 2 * sg), kp),
+                   R_model=model_ratio(np.asarray(y, np.float64), kp, sg / 255))
+        res.append(rec)
+        tqdm.write(f"{r['image']} k{r['kernel']} {sg} {r['error']}: R {rec['R']:.2f}, R_ref "
+                   f"{rec['R_ref']:.2f}, R_model {rec['R_model']:.2f}, oracle gain "
+                   f"{r['oracle_psnr'] - r['true_psnr']:.2f}")
+        (out / "effective_noise_references.json").write_text(json.dumps(res, indent=1))
+    for name, f in (("R", lambda d: d["R"]), ("R / R_ref", lambda d: d["R"] / d["R_ref"]),
+                    ("R / R_model", lambda d: d["R"] / d["R_model"])):
+        right = total = 0
+        for sg in sorted({d["noise"] for d in res}):
+            ex = [f(d) for d in res if d["noise"] == sg and d["error"] == "exact"]
+            wr = [f(d) for d in res if d["noise"] == sg and d["error"] != "exact"
+                  and d["oracle_psnr"] - d["true_psnr"] > 0.5]
+            right += sum(b > a for a in ex for b in wr)
+            total += len(ex) * len(wr)
+        ex = [f(d) for d in res if d["error"] == "exact"]
+        wr = [f(d) for d in res if d["error"] != "exact"]
+        print(f"{name}: wrong (gain > 0.5 dB) above exact in {right}/{total} pairs; exact "
+              f"{min(ex):.2f}-{max(ex):.2f}, wrong {min(wr):.2f}-{max(wr):.2f}")
+    return res
 
 
 def real(out: Path):

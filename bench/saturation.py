@@ -18,13 +18,23 @@ Protocol (per Set3G / Set3C image, 256x256, per Levin kernel):
   the one-sided clipped model), ``'clipped'`` or ``'masked'`` (clipped values unobserved);
   ``--reuse`` takes the ``'off'`` records of an earlier run instead of rerunning them.
 
-``--real NAME ...`` instead restores pictures of ``../shared/data/ircnn_real/deblur`` (their
-estimated kernels, FFDNet-colour, ``dpir`` x8, 8 iterations, ``boundary='unknown'``, noise level
-``--real-noise``) with ``saturation='off'`` and ``'auto'`` and draws
-``docs/figures/saturation_real.jpg``: crops around the brightest clipped area, input | off | auto |
-IRCNN's output.
+``--real NAME ...`` (or ``--real clipped``: every picture with at least 0.05 % clipped values)
+instead restores pictures of ``../shared/data/ircnn_real/deblur`` (their estimated kernels,
+FFDNet-colour, ``dpir`` x8, 8 iterations, ``boundary='unknown'``, noise level ``--real-noise``)
+with ``saturation='off'`` and ``'auto'``, on a ``--real-crop`` square around the densest clipped
+area plus the kernel's reach, records the re-blur residual on the unclipped values next to the
+highlights for both and for IRCNN's output, and draws ``docs/figures/saturation_real.jpg``:
+input | off | auto | IRCNN's output on the square.
 
-    nice -n 10 python bench/saturation.py --real IMG_4548_small --out /tmp/saturation_real
+    nice -n 10 python bench/saturation.py --real clipped --out /tmp/saturation_real
+
+``--likelihood`` instead asks whether clipped values bias ``calibrated``'s default kernel score
+(:func:`dynpnp_jax.calibration.likelihood_score`, ``frame=True``, which sees every value of
+``y``): on each frame unscaled and at the 10 % target, the scale of the true kernel (0.80-1.25 in
+steps of 0.05, :func:`~dynpnp_jax.calibration.warp_kernel`) that the score prefers, on the whole
+frame and on the half-size window (of a 3 x 3 grid of positions) with the fewest clipped values.
+
+    python bench/saturation.py --likelihood --kernels 1 4 --out /tmp/saturation_likelihood
 
 Writes ``saturation.json`` and ``saturation.md`` (the table) to ``--out`` and the figure
 ``docs/figures/saturation.jpg`` (``--figure``): starfish, Levin k1 and k4, the first condition,
@@ -96,11 +106,18 @@ def main(argv=None) -> dict:
                          "instead of rerunning the plain loop, except the figure's frames")
     ap.add_argument("--real", nargs="+", default=None, help="ircnn_real/deblur picture names")
     ap.add_argument("--real-noise", type=float, default=2.55, help="8-bit noise level")
+    ap.add_argument("--real-crop", type=int, default=192,
+                    help="--real: the shown square (px) around the densest clipped area; the "
+                         "restored region adds the kernel's size on every side (0: whole picture)")
+    ap.add_argument("--likelihood", action="store_true",
+                    help="the kernel scale calibrated's likelihood score prefers on clipped frames")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.real:
         return real(args, out)
+    if args.likelihood:
+        return likelihood(args, out)
     data = paths.data_dir()
     nets = {"set3g": dp.load_network("ffdnet-gray"), "set3c": dp.load_network("ffdnet-color")}
     jobs = [(s, name, ki) for ki in args.kernels for s in args.sets for name in IMAGES[s]]
@@ -159,6 +176,66 @@ def main(argv=None) -> dict:
     return dict(records=recs, table=table)
 
 
+LIKELIHOOD_SCALES = np.round(np.arange(0.80, 1.2501, 0.05), 2)
+
+
+def _preferred_scale(y: np.ndarray, k: np.ndarray) -> float:
+    """The scale of ``k`` with the lowest ``likelihood_score`` of the frame ``y`` (H, W, C)."""
+    import jax.numpy as jnp
+
+    from dynpnp_jax import calibration as cal
+    size = 2 * int(np.ceil(max(k.shape) * LIKELIHOOD_SCALES.max() / 2)) + 3
+    kk = jnp.stack([cal.warp_kernel(jnp.asarray(k, jnp.float32), size, jnp.float32(s),
+                                    jnp.float32(0), jnp.float32(0)) for s in LIKELIHOOD_SCALES])
+    yy = jnp.broadcast_to(jnp.asarray(y)[None], (len(LIKELIHOOD_SCALES),) + y.shape)
+    score = np.asarray(cal.likelihood_score(yy, kk, NOISE ** 2, frame=True))
+    return float(LIKELIHOOD_SCALES[int(np.argmin(score))])
+
+
+def _fewest_clipped(y: np.ndarray, frac: float = 0.5):
+    """The ``frac``-size window (of a 3 x 3 grid of positions) with the fewest clipped values."""
+    sat = (y >= 1 - 1 / 255).any(-1)
+    h, w = y.shape[:2]
+    c = int(min(h, w) * frac)
+    cands = [(float(sat[i:i + c, j:j + c].mean()), i, j)
+             for i in np.linspace(0, h - c, 3).astype(int)
+             for j in np.linspace(0, w - c, 3).astype(int)]
+    n, i, j = min(cands)
+    return y[i:i + c, j:j + c], n
+
+
+def likelihood(args, out: Path) -> dict:
+    data = paths.data_dir()
+    rows, recs = [], []
+    for s in args.sets:
+        for name in IMAGES[s]:
+            img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
+            img = img[..., None] if img.ndim == 2 else img
+            for ki in args.kernels:
+                k = np.asarray(kernels.levin(ki), np.float64)
+                y0, _ = make_case(img, k, 1.0, ki)
+                y1, _ = make_case(img, k, scale_for(img, k, 0.1), ki)
+                w1, n1 = _fewest_clipped(y1)
+                rec = dict(image=name, kernel=ki, clipped=float(saturated_fraction(y1[None])[0]),
+                           unscaled=_preferred_scale(y0, k), saturated=_preferred_scale(y1, k),
+                           window=_preferred_scale(w1, k), window_clipped=n1)
+                recs.append(rec)
+                rows.append(f"| {name} | k{ki} | {100 * rec['clipped']:.1f} | {rec['unscaled']:.2f}"
+                            f" | {rec['saturated']:.2f} | {rec['window']:.2f} "
+                            f"({100 * n1:.1f} %) |")
+                tqdm.write(rows[-1])
+    hits = {c: sum(r[c] == 1.0 for r in recs) for c in ("unscaled", "saturated", "window")}
+    table = ("| image | kernel | clipped % (10 % target) | unscaled frame | saturated frame | "
+             "saturated, half-size window with the fewest clipped values (its clipped %) |\n"
+             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+             + f"scale 1.00 (the true kernel) chosen: unscaled {hits['unscaled']}/{len(recs)}, "
+             f"saturated {hits['saturated']}/{len(recs)}, window {hits['window']}/{len(recs)}\n")
+    (out / "saturation_likelihood.json").write_text(json.dumps(recs, indent=1))
+    (out / "saturation_likelihood.md").write_text(table)
+    print(table)
+    return dict(records=recs, table=table)
+
+
 def _crop_box(y: np.ndarray, size: int):
     """The ``size`` square (clamped) centred on the densest clipped area of ``y`` (H, W, C)."""
     sat = (y >= 1 - 1 / 255).any(-1).astype(np.float64)
@@ -170,7 +247,50 @@ def _crop_box(y: np.ndarray, size: int):
     return slice(i0, i0 + size), slice(j0, j0 + size)
 
 
+REAL_MIN_CLIPPED = 0.0005  # --real clipped: the pictures with at least 0.05 % clipped values
+
+
+def _real_picture(folder: Path, name: str) -> np.ndarray:
+    src = [f for f in folder.glob(f"{name}.*") if f.suffix.lower() in (".png", ".jpg")]
+    if len(src) != 1:
+        raise SystemExit(f"--real {name}: expected one {name}.png or .jpg in {folder}, "
+                         f"found {[f.name for f in src]}")
+    return np.asarray(Image.open(src[0]).convert("RGB"), np.float32) / 255
+
+
+def real_names(folder: Path, names) -> list:
+    """``names``, or for ``['clipped']`` every picture of the set with at least
+    :data:`REAL_MIN_CLIPPED` of its values at the ceiling."""
+    if list(names) != ["clipped"]:
+        return list(names)
+    every = sorted(p.stem[:-len("_kernel")] for p in folder.glob("*_kernel.png"))
+    return [n for n in every
+            if saturated_fraction(_real_picture(folder, n)[None])[0] >= REAL_MIN_CLIPPED]
+
+
+def near_clipped_residual(y: np.ndarray, x: np.ndarray, k: np.ndarray) -> tuple:
+    """``(rms, count)`` of ``y - k * x`` (8-bit units) over the unclipped values of ``y``'s valid
+    frame that lie within the kernel's reach of a clipped pixel: the data a restoration must
+    explain next to a highlight, and what fitting clipped values as data spoils."""
+    from bench.real_photographs import conv_valid
+
+    kh, kw = k.shape
+    frame = (slice(kh // 2, y.shape[0] - (kh - 1 - kh // 2)),
+             slice(kw // 2, y.shape[1] - (kw - 1 - kw // 2)))
+    clipped = y >= 1 - 1 / 255
+    reach = ndimage.maximum_filter(clipped.any(-1), size=(kh, kw))[frame]
+    sel = reach[..., None] & ~clipped[frame]
+    r = (y[frame] - conv_valid(x, k)) * 255
+    n = int(sel.sum())
+    return (float(np.sqrt(np.mean(r[sel] ** 2))) if n else float("nan")), n
+
+
 def real(args, out: Path) -> dict:
+    """Each picture: the loop with ``saturation='off'`` and ``'auto'`` on the ``--real-crop``
+    square around its densest clipped area extended by the kernel's size on every side (a crop
+    of a 'valid' blur is one too; ``--real-crop 0``: the whole picture), the residual next to the
+    highlights (:func:`near_clipped_residual`) of both and of IRCNN's output on the same region,
+    and the figure ``docs/figures/saturation_real.jpg`` (two pictures a row)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -178,46 +298,86 @@ def real(args, out: Path) -> dict:
 
     folder = paths.data_dir() / "ircnn_real" / "deblur"
     net = dp.load_network("ffdnet-color")
-    rows, recs = [], []
-    for name in tqdm(args.real, desc="real pictures"):
-        src = [f for f in folder.glob(f"{name}.*") if f.suffix.lower() in (".png", ".jpg")]
-        if len(src) != 1:
-            raise SystemExit(f"--real {name}: expected one {name}.png or .jpg in {folder}, "
-                             f"found {[f.name for f in src]}")
-        y = np.asarray(Image.open(src[0]).convert("RGB"), np.float32) / 255
+    tiles, recs = [], []
+    for name in tqdm(real_names(folder, args.real), desc="real pictures"):
+        y_full = _real_picture(folder, name)
         k = load_kernel(str(folder / f"{name}_kernel.png"))
         ircnn = sorted(folder.glob(f"{name}_ircnn_*.png"))
+        h, w = y_full.shape[:2]
+        size = args.real_crop or max(h, w)
+        bi, bj = _crop_box(y_full, size)
+        m = max(k.shape)  # the restored region: the shown square and the kernel's reach
+        ri = slice(max(bi.start - m, 0), min(bi.stop + m, h))
+        rj = slice(max(bj.start - m, 0), min(bj.stop + m, w))
+        y = y_full[ri, rj]
+        show = (slice(bi.start - ri.start, bi.stop - ri.start),
+                slice(bj.start - rj.start, bj.stop - rj.start))
         res = {}
+        rec = dict(image=name, clipped_frac=float(saturated_fraction(y_full[None])[0]),
+                   region=[ri.start, ri.stop, rj.start, rj.stop], kernel=list(k.shape))
         for method in ("off", "auto"):
+            # not clipped to [0, 1]: the residual needs the highlights' estimated values (the
+            # figure shows them clipped)
             cfg = dp.make_config("dpir", iters=8, noise_level=args.real_noise / 255,
                                  ensemble=True, boundary="unknown", saturation=method,
-                                 keep_images=False)
+                                 keep_images=False, clip_output=False)
             t0 = time.perf_counter()
             r, _ = dp.restore({"prior": net, "A": Blur.from_kernel(k, 1, boundary="unknown")},
                               y[None], cfg)
             res[method] = np.asarray(r)[0]
-            recs.append(dict(image=name, method=method, seconds=time.perf_counter() - t0,
-                             clipped_frac=float(saturated_fraction(y[None])[0])))
-            tqdm.write(f"{name} {method}: {recs[-1]['seconds']:.1f} s")
-        box = _crop_box(y, 192)
-        cols = [("input", y), ("saturation='off'", res["off"]), ("saturation='auto'", res["auto"])]
+            rec[f"seconds_{method}"] = time.perf_counter() - t0
+            rec[f"peak_{method}"] = float(res[method].max())
         if ircnn:
-            cols.append(("IRCNN", np.asarray(Image.open(ircnn[0]).convert("RGB"),
-                                             np.float32) / 255))
-        rows.append((name, [(t, im[box]) for t, im in cols]))
-    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 2.9 * len(rows)), squeeze=False)
-    for ax_row, (name, cols) in zip(axes, rows):
-        for ax, (title, im) in zip(ax_row, cols):
+            full = np.asarray(Image.open(ircnn[0]).convert("RGB"), np.float32) / 255
+            res["IRCNN"] = full[ri, rj] if full.shape == y_full.shape else None
+        for method, x in res.items():
+            if x is not None:  # as estimated, and as shown (clipped to [0, 1], like IRCNN's)
+                rec[f"residual_{method}"], rec["residual_count"] = near_clipped_residual(y, x, k)
+                rec[f"residual_{method}_shown"] = near_clipped_residual(y, np.clip(x, 0, 1), k)[0]
+        recs.append(rec)
+        tqdm.write(f"{name} ({100 * rec['clipped_frac']:.2f} % clipped, region "
+                   f"{y.shape[0]}x{y.shape[1]}): residual next to the highlights "
+                   + ", ".join(f"{mt} {rec.get(f'residual_{mt}', np.nan):.2f}" for mt in res)
+                   + f"; {rec['seconds_off']:.0f} / {rec['seconds_auto']:.0f} s")
+        cols = [("input", y), ("off", res["off"]), ("auto", res["auto"])]
+        if res.get("IRCNN") is not None:
+            cols.append(("IRCNN", res["IRCNN"]))
+        tiles.append((name, rec, [(t, im[show]) for t, im in cols]))
+        (out / "saturation_real.json").write_text(json.dumps(recs, indent=1))
+    per_row = 2 if len(tiles) > 4 else 1
+    nrow = -(-len(tiles) // per_row)
+    fig, axes = plt.subplots(nrow, 4 * per_row, figsize=(2.2 * 4 * per_row, 2.45 * nrow),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for n, (name, rec, cols) in enumerate(tiles):
+        for c, (title, im) in enumerate(cols):
+            ax = axes[n // per_row, 4 * (n % per_row) + c]
             ax.imshow(np.clip(im, 0, 1))
-            ax.set_title(f"{name}: {title}" if title == "input" else title, fontsize=8)
-        for ax in ax_row:
-            ax.axis("off")
+            if title == "input":
+                title = f"{name[:24]}\n{100 * rec['clipped_frac']:.2f} % clipped"
+            else:
+                title = f"{title}\nresidual {rec.get(f'residual_{title}_shown', np.nan):.2f}"
+            ax.set_title(title, fontsize=7)
     fig.tight_layout()
     path = Path(args.figure).with_name("saturation_real.jpg")
-    fig.savefig(path, dpi=110, pil_kwargs={"quality": 85})  # JPEG: photographs
+    fig.savefig(path, dpi=90, bbox_inches="tight", pil_kwargs={"quality": 82})  # JPEG
     plt.close(fig)
-    (out / "saturation_real.json").write_text(json.dumps(recs, indent=1))
-    return dict(records=recs)
+    lines = ["| picture | clipped % | kernel | region | values | residual, as estimated: off | "
+             "auto | as shown (clipped to [0, 1]): off | auto | IRCNN | s off / auto |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        lines.append(f"| {r['image']} | {100 * r['clipped_frac']:.2f} | {r['kernel'][0]} | "
+                     f"{r['region'][1] - r['region'][0]}x{r['region'][3] - r['region'][2]} | "
+                     f"{r.get('residual_count', 0)} | " + " | ".join(
+                         f"{r.get(key, np.nan):.2f}" for key in
+                         ("residual_off", "residual_auto", "residual_off_shown",
+                          "residual_auto_shown", "residual_IRCNN_shown"))
+                     + f" | {r['seconds_off']:.0f} / {r['seconds_auto']:.0f} |")
+    table = "\n".join(lines) + "\n"
+    (out / "saturation_real.md").write_text(table)
+    print(table)
+    return dict(records=recs, table=table)
 
 
 def summarize(recs, args) -> str:

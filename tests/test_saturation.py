@@ -268,3 +268,28 @@ def test_calibrated_sparsity_with_saturation():
         out[mode] = float(psnr(np.asarray(r), truth)[0])
         assert traj.kernel is not None
     assert out["auto"] > out["off"] + 0.3, out
+
+
+def test_bench_residual_next_to_highlights():
+    """bench/saturation.py's real-picture measure: the re-blur residual on the unclipped values
+    within the kernel's reach of a clipped one is zero for the true (unclipped) scene and not
+    for the scene clipped to [0, 1], and it leaves out the clipped values themselves."""
+    import sys
+    from pathlib import Path
+
+    from scipy.signal import fftconvolve
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.saturation import near_clipped_residual
+
+    x = np.full((48, 48, 1), 0.2)
+    yy, xx = np.mgrid[:48, :48]
+    x[(yy - 24) ** 2 + (xx - 24) ** 2 <= 36, 0] = 1.6
+    k = np.outer(np.hanning(9)[1:-1], np.hanning(9)[1:-1])
+    k /= k.sum()
+    y = np.clip(fftconvolve(x[..., 0], k, mode="same"), 0, 1)[..., None]
+    assert (y >= 1 - 1 / 255).any()
+    r_true, n = near_clipped_residual(y, x, k)
+    r_shown, n2 = near_clipped_residual(y, np.clip(x, 0, 1), k)
+    assert r_true < 1e-6 and r_shown > 5.0  # 8-bit units
+    clipped = (y >= 1 - 1 / 255)[3:-3, 3:-3]
+    assert n == n2 and 0 < n <= clipped.size - clipped.sum()
