@@ -36,6 +36,12 @@ frame and on the half-size window (of a 3 x 3 grid of positions) with the fewest
 
     python bench/saturation.py --likelihood --kernels 1 4 --out /tmp/saturation_likelihood
 
+``--curves SET/IMAGE/K ...`` draws the PSNR per iteration of ``off`` and ``auto`` at 8 and
+``--iters`` iterations on those frames (the first ``--clip-frac`` target):
+
+    python bench/saturation.py --curves set3c/butterfly/4 set3g/cameraman/4 set3c/leaves/4 \
+        --clip-frac 0.1 --iters 16 --out /tmp/saturation_curves
+
 Writes ``saturation.json`` and ``saturation.md`` (the table) to ``--out`` and the figure
 ``docs/figures/saturation.jpg`` (``--figure``): starfish, Levin k1 and k4, the first condition,
 truth | y | one column per method.
@@ -109,6 +115,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--real-crop", type=int, default=192,
                     help="--real: the shown square (px) around the densest clipped area; the "
                          "restored region adds the kernel's size on every side (0: whole picture)")
+    ap.add_argument("--curves", nargs="+", default=None, metavar="SET/IMAGE/K",
+                    help="PSNR per iteration of off and auto at 8 and --iters iterations on these "
+                         "frames (e.g. set3c/butterfly/4) at the first --clip-frac target; draws "
+                         "docs/figures/saturation_curves.png")
     ap.add_argument("--likelihood", action="store_true",
                     help="the kernel scale calibrated's likelihood score prefers on clipped frames")
     args = ap.parse_args(argv)
@@ -118,6 +128,8 @@ def main(argv=None) -> dict:
         return real(args, out)
     if args.likelihood:
         return likelihood(args, out)
+    if args.curves:
+        return curves(args, out)
     data = paths.data_dir()
     nets = {"set3g": dp.load_network("ffdnet-gray"), "set3c": dp.load_network("ffdnet-color")}
     jobs = [(s, name, ki) for ki in args.kernels for s in args.sets for name in IMAGES[s]]
@@ -176,6 +188,55 @@ def main(argv=None) -> dict:
     return dict(records=recs, table=table)
 
 
+def curves(args, out: Path) -> dict:
+    """PSNR per iteration (``restore(..., clean=truth)``) of the plain and the saturation-aware
+    loop, at 8 iterations and at ``--iters``, on the frames of ``--curves``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = paths.data_dir()
+    frac = args.clip_frac[0]
+    lengths = sorted({8, args.iters})
+    recs = []
+    fig, axes = plt.subplots(1, len(args.curves), figsize=(3.3 * len(args.curves), 3.0),
+                             squeeze=False)
+    for ax, spec in zip(axes[0], args.curves):
+        s, name, ki = spec.split("/")
+        if s not in IMAGES or name not in IMAGES[s]:
+            raise SystemExit(f"--curves {spec}: expected SET/IMAGE/K with SET/IMAGE among "
+                             f"{[f'{a}/{b}' for a in IMAGES for b in IMAGES[a]]}")
+        img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
+        img = img[..., None] if img.ndim == 2 else img
+        k = np.asarray(kernels.levin(int(ki)), np.float64)
+        y, truth = make_case(img, k, scale_for(img, k, frac), int(ki))
+        net = dp.load_network("ffdnet-color" if s == "set3c" else "ffdnet-gray")
+        for n in lengths:
+            for method in ("off", "auto"):
+                cfg = dp.make_config("dpir", iters=n, noise_level=NOISE, ensemble=True,
+                                     boundary="unknown", saturation=method, keep_images=False)
+                _, traj = dp.restore({"prior": net, "A": Blur.from_kernel(
+                    k.astype(np.float32), 1, boundary="unknown")}, y[None], cfg,
+                    clean=truth[None])
+                p = [float(v) for v in np.asarray(traj.psnr)[:, 0]]
+                recs.append(dict(frame=spec, iters=n, method=method, psnr=p))
+                tqdm.write(f"{spec} {n} iterations {method}: " + " ".join(f"{v:.2f}" for v in p))
+                ax.plot(range(1, n + 1), p, "-" if method == "auto" else "--",
+                        color="C1" if method == "auto" else "C0", alpha=1.0 if n > 8 else 0.5,
+                        label=f"{method}, {n} iterations")
+        ax.set_title(f"{name}, Levin k{ki}, {100 * frac:g} % target", fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("PSNR (dB)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(args.figure).with_name("saturation_curves.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    (out / "saturation_curves.json").write_text(json.dumps(recs, indent=1))
+    return dict(records=recs)
+
+
 LIKELIHOOD_SCALES = np.round(np.arange(0.80, 1.2501, 0.05), 2)
 
 
@@ -193,15 +254,17 @@ def _preferred_scale(y: np.ndarray, k: np.ndarray) -> float:
 
 
 def _fewest_clipped(y: np.ndarray, frac: float = 0.5):
-    """The ``frac``-size window (of a 3 x 3 grid of positions) with the fewest clipped values."""
+    """The ``frac``-size window (of a 3 x 3 grid of positions) with the fewest clipped pixels (in
+    any channel), and the fraction of its values that are clipped."""
     sat = (y >= 1 - 1 / 255).any(-1)
     h, w = y.shape[:2]
     c = int(min(h, w) * frac)
     cands = [(float(sat[i:i + c, j:j + c].mean()), i, j)
              for i in np.linspace(0, h - c, 3).astype(int)
              for j in np.linspace(0, w - c, 3).astype(int)]
-    n, i, j = min(cands)
-    return y[i:i + c, j:j + c], n
+    _, i, j = min(cands)
+    win = y[i:i + c, j:j + c]
+    return win, float(saturated_fraction(win[None])[0])  # per value, as for the frame
 
 
 def likelihood(args, out: Path) -> dict:
@@ -356,8 +419,11 @@ def real(args, out: Path) -> dict:
             ax.imshow(np.clip(im, 0, 1))
             if title == "input":
                 title = f"{name[:24]}\n{100 * rec['clipped_frac']:.2f} % clipped"
+            elif title == "IRCNN":
+                title = f"IRCNN: residual {rec.get('residual_IRCNN_shown', np.nan):.2f}\n(8-bit)"
             else:
-                title = f"{title}\nresidual {rec.get(f'residual_{title}_shown', np.nan):.2f}"
+                title = (f"{title}: residual {rec.get(f'residual_{title}', np.nan):.2f}\n"
+                         f"(clipped to [0, 1]: {rec.get(f'residual_{title}_shown', np.nan):.2f})")
             ax.set_title(title, fontsize=7)
     fig.tight_layout()
     path = Path(args.figure).with_name("saturation_real.jpg")

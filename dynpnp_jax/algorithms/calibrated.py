@@ -8,7 +8,9 @@ kept unless a candidate beats it by ``calib_margin``. Then the loop is ``dpir``'
 (:mod:`dynpnp_jax.algorithms.hqs`) with the chosen kernel. With ``saturation`` on, the
 ``'sparsity'`` criterion's runs use the saturation-aware data term and their residual counts the
 unsaturated values of ``y`` only; the ``'likelihood'`` criterion (a Fourier-domain score of the
-whole frame) still sees every value.
+whole frame) sees every value: measured on frames with 10-17 % of their values clipped, they do
+not move the kernel it prefers (docs/results/saturation.md), and a window with fewer clipped
+values chose worse.
 """
 from __future__ import annotations
 
