@@ -16,6 +16,8 @@ Protocol (per Set3G / Set3C image, 256x256, per Levin kernel):
 * ``dpir``, FFDNet (gray / colour), 8 iterations, x8, ``boundary='unknown'``, noise level 2.55,
   with ``saturation='off'`` (the plain loop), ``'auto'`` (the library's choice, ``'clipped'``:
   the one-sided clipped model), ``'clipped'`` or ``'masked'`` (clipped values unobserved);
+  ``unclipped``: the plain loop on the same frame before clipping (``k * x_s + n``, same noise),
+  what the clipping costs it at most;
   ``--reuse`` takes the ``'off'`` records of an earlier run instead of rerunning them.
 
 ``--real NAME ...`` (or ``--real clipped``: every picture with at least 0.05 % clipped values)
@@ -72,6 +74,7 @@ from dynpnp_jax.saturation import saturated_fraction  # noqa: E402
 
 IMAGES = {"set3g": ("cameraman", "house", "lena256"), "set3c": ("butterfly", "leaves", "starfish")}
 NOISE = 2.55 / 255
+UNCLIPPED = "unclipped"  # --methods: the plain loop on the frame before clipping (no clipping)
 FIG = ("set3c", "starfish")  # the figure's image (Levin k1 and k4, the first condition)
 
 
@@ -80,12 +83,13 @@ def blur_wrap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.stack([ndimage.convolve(x[..., c], k, mode="wrap") for c in range(x.shape[-1])], -1)
 
 
-def make_case(img: np.ndarray, k: np.ndarray, scale: float, seed: int):
-    """(y, truth): the frame of ``clip(k * (scale img) + n, 0, 1)`` and of ``clip(scale img)``."""
+def make_case(img: np.ndarray, k: np.ndarray, scale: float, seed: int, clip: bool = True):
+    """(y, truth): the frame of ``clip(k * (scale img) + n, 0, 1)`` (``clip=False``: of
+    ``k * (scale img) + n``, the same noise) and of ``clip(scale img, 0, 1)``."""
     xs = img * scale
     b = blur_wrap(xs, k)
     n = np.random.RandomState(seed).normal(0, NOISE, b.shape)
-    y = np.clip(b + n, 0, 1)
+    y = np.clip(b + n, 0, 1) if clip else b + n
     return (frame_crop(y, k.shape).astype(np.float32),
             frame_crop(np.clip(xs, 0, 1), k.shape).astype(np.float32))
 
@@ -155,8 +159,13 @@ def main(argv=None) -> dict:
                     recs.append(dict(old, reused=True))
                     plain = (None, old["psnr"])
                     continue
+                # 'unclipped': the plain loop on the same frame never clipped (what the clipping
+                # costs it, at most)
+                y_in = make_case(img, k, scale, seed=ki, clip=False)[0] if method == UNCLIPPED \
+                    else y
                 cfg = dp.make_config("dpir", iters=args.iters, noise_level=NOISE, ensemble=True,
-                                     boundary="unknown", saturation=method, keep_images=False)
+                                     boundary="unknown", keep_images=False,
+                                     saturation="off" if method == UNCLIPPED else method)
                 params = {"prior": nets[s], "A": Blur.from_kernel(k.astype(np.float32), 1,
                                                                   boundary="unknown")}
                 t0 = time.perf_counter()
@@ -165,7 +174,7 @@ def main(argv=None) -> dict:
                     res, p = plain  # nothing clipped: the plain loop's program (tested), not rerun
                     compiled = True  # no time to count
                 else:
-                    res, _ = dp.restore(params, y[None], cfg)
+                    res, _ = dp.restore(params, y_in[None], cfg)
                     res = np.asarray(res)
                     p = float(psnr(res, truth[None])[0])
                     compiled = key not in first
