@@ -78,6 +78,12 @@ UNCLIPPED = "unclipped"  # --methods: the plain loop on the frame before clippin
 FIG = ("set3c", "starfish")  # the figure's image (Levin k1 and k4, the first condition)
 
 
+def load_image(data: Path, s: str, name: str) -> np.ndarray:
+    """A test image of the data folder as float32 (H, W, C) on [0, 1]."""
+    img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
+    return img[..., None] if img.ndim == 2 else img
+
+
 def blur_wrap(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """``k * x`` per channel, periodic (x: H, W, C)."""
     return np.stack([ndimage.convolve(x[..., c], k, mode="wrap") for c in range(x.shape[-1])], -1)
@@ -144,8 +150,7 @@ def main(argv=None) -> dict:
         if r["method"] == "off":
             reuse[(r["set"], r["image"], r["kernel"], r["condition"])] = r
     for s, name, ki in tqdm(jobs, desc="saturation bench"):
-        img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
-        img = img[..., None] if img.ndim == 2 else img
+        img = load_image(data, s, name)
         k = np.asarray(kernels.levin(ki), np.float64)
         for cond, target in conds:
             scale = 1.0 if target is None else scale_for(img, k, target)
@@ -211,12 +216,12 @@ def curves(args, out: Path) -> dict:
     fig, axes = plt.subplots(1, len(args.curves), figsize=(3.3 * len(args.curves), 3.0),
                              squeeze=False)
     for ax, spec in zip(axes[0], args.curves):
-        s, name, ki = spec.split("/")
-        if s not in IMAGES or name not in IMAGES[s]:
-            raise SystemExit(f"--curves {spec}: expected SET/IMAGE/K with SET/IMAGE among "
+        s, name, ki = (spec.split("/") + ["", "", ""])[:3]
+        if s not in IMAGES or name not in IMAGES[s] or not ki.isdigit():
+            raise SystemExit(f"--curves {spec}: expected SET/IMAGE/K (K a Levin kernel, 1-8) "
+                             f"with SET/IMAGE among "
                              f"{[f'{a}/{b}' for a in IMAGES for b in IMAGES[a]]}")
-        img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
-        img = img[..., None] if img.ndim == 2 else img
+        img = load_image(data, s, name)
         k = np.asarray(kernels.levin(int(ki)), np.float64)
         y, truth = make_case(img, k, scale_for(img, k, frac), int(ki))
         net = dp.load_network("ffdnet-color" if s == "set3c" else "ffdnet-gray")
@@ -281,8 +286,7 @@ def likelihood(args, out: Path) -> dict:
     rows, recs = [], []
     for s in args.sets:
         for name in IMAGES[s]:
-            img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
-            img = img[..., None] if img.ndim == 2 else img
+            img = load_image(data, s, name)
             for ki in args.kernels:
                 k = np.asarray(kernels.levin(ki), np.float64)
                 y0, _ = make_case(img, k, 1.0, ki)
