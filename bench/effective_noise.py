@@ -211,7 +211,11 @@ def main(argv=None):
                    + (f", rule {rec['rule']['sigma']:.2f} -> {rec['rule_psnr']:.2f}"
                       if args.rule_run else ""))
         (out / "effective_noise.json").write_text(json.dumps(recs, indent=1))
-    table = summarize(recs)
+    if not args.rule_run:  # the rule applied offline to the grid (as --from-json)
+        for r in recs:
+            lv, r["rule_psnr_offline"] = offline_rule(r)
+            r["rule"] = dict(sigma=lv, r=r["spectral_ratio"])
+    table = summarize(recs, key="rule_psnr" if args.rule_run else "rule_psnr_offline")
     (out / "effective_noise.md").write_text(table)
     print(table)
     return recs
