@@ -129,7 +129,10 @@ def main(argv=None):
     ap.add_argument("--rule-run", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--quick", action="store_true", help="one image, Levin k1, noise 2.55")
     ap.add_argument("--out", default="/tmp/effective_noise")
-    ap.add_argument("--from-json", nargs="+", default=None, help="summarise recorded runs")
+    ap.add_argument("--from-json", nargs="+", default=None,
+                    help="summarise recorded runs (A.json+B.json: read as one set)")
+    ap.add_argument("--gammas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75],
+                    help="with --fit: the GAMMA values searched")
     ap.add_argument("--fit", action="store_true",
                     help="with --from-json: choose R0, BETA, GAMMA on the first file's records")
     ap.add_argument("--real", action="store_true", help="the effective level of IRCNN's 32 real "
@@ -148,7 +151,7 @@ def main(argv=None):
     if args.real:
         return real(Path(args.out))
     if args.from_json:
-        return from_json(args.from_json, args.fit)
+        return from_json(args.from_json, args.fit, args.gammas)
     images = [im for im in SPLITS[args.split] if args.images is None or im[1] in args.images]
     if args.quick:
         images, args.kernels, args.noise = images[:1], args.kernels[:1], args.noise[:1]
@@ -420,13 +423,14 @@ def offline_rule(r, r0=None, beta=None, gamma=None):
     return level, interp_psnr(r["grid"], r["grid_psnr"], level)
 
 
-def from_json(files, fit):
-    sets = [json.loads(Path(f).read_text()) for f in files]
+def from_json(files, fit, gammas=(0.0, 0.25, 0.5, 0.75)):
+    """``files``: each a JSON of records, or several joined by ``+`` (read as one set)."""
+    sets = [sum((json.loads(Path(p).read_text()) for p in f.split("+")), []) for f in files]
     r0, beta, gamma = en.R0, en.BETA, en.GAMMA
     if fit:
         tune = sets[0]
         best = None
-        for g in (0.0, 0.25, 0.5, 0.75):
+        for g in gammas:
             for b in (0.5, 1.0, 1.5, 2.0, 3.0):
                 for c in np.arange(3.0, 8.01, 0.1):
                     ps = [offline_rule(r, c, b, g)[1] - r["true_psnr"] for r in tune]
