@@ -68,6 +68,7 @@ from .effective_noise import effective_noise_level
 from .networks import Network
 from .noise_estimation import estimate_noise_level
 from .operators import Blur, Downsample, Mask
+from .saturation import saturated_fraction
 from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint", "demosaic")
@@ -340,7 +341,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
       saturation: deblur: ``'auto'`` (default: pixels of ``y`` at the clipping level -- lamps,
         highlights -- are lower bounds, not data:
         ``make_config(saturation='auto')``, the one-sided clipped model; a no-op on a picture
-        with nothing clipped) or ``'off'``. Other tasks: ``None`` only.
+        with nothing clipped; ``report['clipped']``: the fraction of such values) or ``'off'``.
+        Other tasks: ``None`` only.
       noise_floor: deblur / sr with ``noise='auto'``: the level handed to the solver is at least
         this (8-bit units; default 1, the least level IRCNN set by hand on its real pictures).
         A photograph's data misfit is more than its sensor noise (kernel error, JPEG, saturated
@@ -463,6 +465,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         op = Downsample.from_kernel(k, scale, 1)
     elif task == "deblur":
         op = Blur.from_kernel(k, 1, boundary=boundary)
+        if saturation != "off":  # the values the loop takes as lower bounds, not as data
+            report["clipped"] = float(saturated_fraction(y)[0])
     side = max(y.shape[1:3]) * (scale if task == "sr" else 1)
     if task == "deblur" and boundary == "unknown":
         side += max(k.shape)
@@ -834,7 +838,7 @@ def _log(path, job: Job, rep: dict, written) -> None:
            "diverged_at": rep.get("retries", []),
            "seconds": round(float(rep["seconds"]), 3), "iters": rep["iters"],
            "prior": rep["prior"], "tile": rep["tile"], "kernel_file": job.kernel,
-           "mask_file": job.mask, "missing": rep.get("missing"),
+           "mask_file": job.mask, "missing": rep.get("missing"), "clipped": rep.get("clipped"),
            "kernel_shape": list(np.shape(rep["kernel"])) if "kernel" in rep else None,
            "size": [written.height, written.width, written.channels], "bits": written.bits}
     with open(path, "a") as f:
@@ -885,6 +889,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    f"{written.bits}-bit {written.format}")
             if rep.get("tile"):
                 msg += f", prior on {rep['tile']} px tiles"
+            if rep.get("clipped"):
+                msg += f", {100 * rep['clipped']:.2f} % of values clipped (taken as lower bounds)"
             if job.note:
                 msg += f"; {job.note}"
             tqdm.write(msg)

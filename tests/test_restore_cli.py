@@ -286,6 +286,7 @@ def test_deblur_gray_file_output_and_log(tmp_path, capsys, ffdnet):
     rec = json.loads(log.read_text())
     assert rec["noise"] == 2.0 and rec["noise_source"] == "given" and rec["seconds"] > 0
     assert rec["kernel_shape"] == [9, 9] and rec["prior"] == "ffdnet-gray"
+    assert rec["clipped"] == 0.0  # nothing at 255
 
 
 def test_deblur_auto_noise_floor(tmp_path, capsys, ffdnet):
@@ -455,11 +456,43 @@ def test_saturation_is_on_for_deblurring_and_refused_elsewhere(tmp_path):
     from scipy import ndimage
     y = np.clip(ndimage.convolve(x, k, mode="reflect"), 0, 1).astype(np.float32)[None, ..., None]
     assert (y >= 1).mean() > 0.01
-    on, _ = restore_photo(y, "deblur", kernel=k, noise=2, iters=2)
-    off, _ = restore_photo(y, "deblur", kernel=k, noise=2, iters=2, saturation="off")
+    on, rep = restore_photo(y, "deblur", kernel=k, noise=2, iters=2)
+    off, rep_off = restore_photo(y, "deblur", kernel=k, noise=2, iters=2, saturation="off")
     assert float(np.abs(np.asarray(on) - np.asarray(off)).max()) > 1e-3
+    # the report says how much was taken as lower bounds (values within 1/255 of the ceiling)
+    assert rep["clipped"] == pytest.approx(float((y >= 1 - 1 / 255).mean()))
+    assert "clipped" not in rep_off
     with pytest.raises(RestoreError, match="--task deblur only"):
         restore_photo(y, "denoise", noise=2, saturation="auto")
+
+
+def test_clipped_fraction_printed_and_logged(tmp_path, capsys):
+    """The command's line for a picture with values at 255 says how much was taken as lower
+    bounds, and the log records the fraction; with --saturation off neither does."""
+    require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
+    yy, xx = np.mgrid[:40, :40]
+    x = 0.3 + 1.2 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 30.0)
+    k = np.ones((5, 5), np.float32) / 25
+    from scipy import ndimage
+    y = np.clip(ndimage.convolve(x, k, mode="reflect"), 0, 1)
+    src = tmp_path / "lamp.png"
+    imageio.write_image(src, y)
+    Image.fromarray(np.full((5, 5), 255, np.uint8)).save(tmp_path / "lamp_kernel.png")
+    frac = float((np.round(y * 255) >= 254).mean())  # the file's values within 1/255 of 255
+    for sat, expect in (("auto", frac), ("off", None)):
+        log = tmp_path / f"log_{sat}.jsonl"
+        rc = restore_cli.main([str(src), "-o", str(tmp_path / f"out_{sat}.png"), "--task",
+                               "deblur", "--kernel", "{stem}_kernel.png", "--noise", "2",
+                               "--iters", "2", "--saturation", sat, "--log", str(log),
+                               "--no-progress"])
+        out = capsys.readouterr().out
+        rec = json.loads(log.read_text())
+        assert rc == 0
+        if expect is None:
+            assert rec["clipped"] is None and "values clipped" not in out
+        else:
+            assert rec["clipped"] == pytest.approx(expect) and expect > 0.01
+            assert f"{100 * expect:.2f} % of values clipped (taken as lower bounds)" in out
 
 
 # ---------------------------------------------------------------------------- demosaic
