@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dynpnp_jax as dp  # noqa: E402
+from dynpnp_jax import calibration as cal  # noqa: E402
 from dynpnp_jax import kernels, paths  # noqa: E402
 from dynpnp_jax.data.degradations import frame_crop  # noqa: E402
 from dynpnp_jax import effective_noise as en  # noqa: E402
@@ -102,6 +103,20 @@ def perturb(k: np.ndarray, spec: str, seed: int = 0) -> np.ndarray:
         kk = np.maximum(k + amt * k.max() * np.random.RandomState(seed).randn(*k.shape) * sup, 0)
         return kk / kk.sum()
     raise ValueError(f"unknown kernel error {spec!r}")
+
+
+def make_case(data: Path, s: str, name: str, ki: int, sg: float, err: str):
+    """``(y, truth, k, k')`` of the protocol: the image blurred by the true Levin kernel ``k``
+    (wrap), noise of std ``sg`` (8-bit units, seeded by kernel and level), cut to the valid frame;
+    the truth on that frame; the perturbed kernel ``k'``."""
+    img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
+    img = img[..., None] if img.ndim == 2 else img
+    k = np.asarray(kernels.levin(ki), np.float64)
+    b = blur_wrap(img, k)
+    seed = ki * 1000 + int(round(sg * 100))
+    y = frame_crop(b + np.random.RandomState(seed).normal(0, sg / 255, b.shape),
+                   k.shape).astype(np.float32)
+    return y, frame_crop(img, k.shape), k, perturb(k, err, seed=ki)
 
 
 def rel_error(kp: np.ndarray, k: np.ndarray) -> float:
@@ -164,18 +179,10 @@ def main(argv=None):
     jobs = [(s, n, ki, sg, e) for (s, n) in images for ki in args.kernels for sg in args.noise
             for e in args.errors]
     for s, name, ki, sg, err in tqdm(jobs, desc=f"effective noise ({args.split})"):
-        img = np.asarray(Image.open(data / s / f"{name}.png"), np.float32) / 255
-        img = img[..., None] if img.ndim == 2 else img
-        c = img.shape[-1]
+        y, truth, k, kp = make_case(data, s, name, ki, sg, err)
+        c = y.shape[-1]
         if c not in nets:
             nets[c] = dp.load_network("ffdnet-color" if c == 3 else "ffdnet-gray")
-        k = np.asarray(kernels.levin(ki), np.float64)
-        b = blur_wrap(img, k)
-        seed = ki * 1000 + int(round(sg * 100))
-        y = frame_crop(b + np.random.RandomState(seed).normal(0, sg / 255, b.shape),
-                       k.shape).astype(np.float32)
-        truth = frame_crop(img, k.shape)
-        kp = perturb(k, err, seed=ki)
         A = Blur.from_kernel(kp.astype(np.float32), 1, boundary="unknown")
 
         def run(level):
@@ -224,25 +231,12 @@ def main(argv=None):
     return recs
 
 
-def _case(r, data):
-    """(y, the perturbed kernel, channels) of a record, as the main loop builds them."""
-    img = np.asarray(Image.open(data / r["set"] / f"{r['image']}.png"), np.float32) / 255
-    img = img[..., None] if img.ndim == 2 else img
-    k = np.asarray(kernels.levin(r["kernel"]), np.float64)
-    b = blur_wrap(img, k)
-    seed = r["kernel"] * 1000 + int(round(r["noise"] * 100))
-    y = frame_crop(b + np.random.RandomState(seed).normal(0, r["noise"] / 255, b.shape),
-                   k.shape).astype(np.float32)
-    return y, perturb(k, r["error"], seed=r["kernel"]), img.shape[-1]
-
-
 def reblur(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     """``k * x`` at the size of ``x`` (reflected edges, then a 'valid' blur)."""
-    from scipy.signal import fftconvolve
+    from bench.real_photographs import conv_valid
     kh, kw = k.shape
-    xp = np.pad(x, ((kh - 1 - kh // 2, kh // 2), (kw - 1 - kw // 2, kw // 2), (0, 0)),
-                mode="reflect")
-    return np.stack([fftconvolve(xp[..., c], k, mode="valid") for c in range(x.shape[-1])], -1)
+    return conv_valid(np.pad(x, ((kh - 1 - kh // 2, kh // 2), (kw - 1 - kw // 2, kw // 2),
+                                 (0, 0)), mode="reflect"), k)
 
 
 def model_ratio(y: np.ndarray, k: np.ndarray, s: float) -> float:
@@ -256,8 +250,7 @@ def model_ratio(y: np.ndarray, k: np.ndarray, s: float) -> float:
     kp = np.zeros((h, w))
     kp[:k.shape[0], :k.shape[1]] = k
     k2 = np.abs(np.fft.fft2(np.roll(kp, (-(k.shape[0] // 2), -(k.shape[1] // 2)), (0, 1)))) ** 2
-    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
-    d = (2 * np.sin(np.pi * fy)) ** 2 + (2 * np.sin(np.pi * fx)) ** 2
+    d = np.asarray(cal._freq_weight(h, w), np.float64)  # |D_x|^2 + |D_y|^2, 0 at DC
     sel = (k2 > 0.5) & (d > 0)
     c = np.median(np.maximum(y2[sel] - s ** 2, 1e-12) * d[sel] / k2[sel])
     p = c / np.where(d > 0, d, np.inf)
@@ -302,7 +295,8 @@ def references(path: str, out: Path):
     data = paths.data_dir()
     nets, res = {}, []
     for r in tqdm(recs, desc="references for R"):
-        y, kp, c = _case(r, data)
+        y, _, _, kp = make_case(data, r["set"], r["image"], r["kernel"], r["noise"], r["error"])
+        c = y.shape[-1]
         if c not in nets:
             nets[c] = dp.load_network("ffdnet-color" if c == 3 else "ffdnet-gray")
         A = Blur.from_kernel(kp.astype(np.float32), 1, boundary="unknown")

@@ -70,7 +70,7 @@ from dynpnp_jax import kernels, paths  # noqa: E402
 from dynpnp_jax.data.degradations import frame_crop  # noqa: E402
 from dynpnp_jax.metrics import psnr  # noqa: E402
 from dynpnp_jax.operators import Blur  # noqa: E402
-from dynpnp_jax.saturation import saturated_fraction  # noqa: E402
+from dynpnp_jax.saturation import clipped, saturated_fraction  # noqa: E402
 
 IMAGES = {"set3g": ("cameraman", "house", "lena256"), "set3c": ("butterfly", "leaves", "starfish")}
 NOISE = 2.55 / 255
@@ -132,6 +132,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--likelihood", action="store_true",
                     help="the kernel scale calibrated's likelihood score prefers on clipped frames")
     args = ap.parse_args(argv)
+    if args.real_crop < 0:
+        ap.error(f"--real-crop {args.real_crop}: expected 0 (the whole picture) or a side in px")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.real:
@@ -270,7 +272,7 @@ def _preferred_scale(y: np.ndarray, k: np.ndarray) -> float:
 def _fewest_clipped(y: np.ndarray, frac: float = 0.5):
     """The ``frac``-size window (of a 3 x 3 grid of positions) with the fewest clipped pixels (in
     any channel), and the fraction of its values that are clipped."""
-    sat = (y >= 1 - 1 / 255).any(-1)
+    sat = clipped(y).any(-1)
     h, w = y.shape[:2]
     c = int(min(h, w) * frac)
     cands = [(float(sat[i:i + c, j:j + c].mean()), i, j)
@@ -314,7 +316,7 @@ def likelihood(args, out: Path) -> dict:
 
 def _crop_box(y: np.ndarray, size: int):
     """The ``size`` square (clamped) centred on the densest clipped area of ``y`` (H, W, C)."""
-    sat = (y >= 1 - 1 / 255).any(-1).astype(np.float64)
+    sat = clipped(y).any(-1).astype(np.float64)
     dens = ndimage.uniform_filter(sat, size // 2)
     i, j = np.unravel_index(np.argmax(dens), dens.shape)
     h, w = sat.shape
@@ -353,9 +355,9 @@ def near_clipped_residual(y: np.ndarray, x: np.ndarray, k: np.ndarray) -> tuple:
     kh, kw = k.shape
     frame = (slice(kh // 2, y.shape[0] - (kh - 1 - kh // 2)),
              slice(kw // 2, y.shape[1] - (kw - 1 - kw // 2)))
-    clipped = y >= 1 - 1 / 255
-    reach = ndimage.maximum_filter(clipped.any(-1), size=(kh, kw))[frame]
-    sel = reach[..., None] & ~clipped[frame]
+    at_level = clipped(y)
+    reach = ndimage.maximum_filter(at_level.any(-1), size=(kh, kw))[frame]
+    sel = reach[..., None] & ~at_level[frame]
     r = (y[frame] - conv_valid(x, k)) * 255
     n = int(sel.sum())
     return (float(np.sqrt(np.mean(r[sel] ** 2))) if n else float("nan")), n

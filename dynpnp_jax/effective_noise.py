@@ -38,11 +38,10 @@ from typing import Optional
 
 import numpy as np
 
-import dynpnp_jax as dp
-
 from .networks import Network
 from .noise_estimation import estimate_noise_level
 from .operators import Blur
+from .solver import make_config, restore
 from .weights import load_network
 
 __all__ = ["effective_noise_level", "pilot_residual", "spectral_ratio", "level_ratio",
@@ -193,9 +192,9 @@ def effective_noise_level(y, kernel, *, sensor: Optional[float] = None, floor: f
     op = Blur.from_kernel(k.astype(np.float32), 1, boundary=boundary)
 
     def run(level):
-        cfg = dp.make_config("dpir", int(iters), noise_level=level / 255.0, boundary=boundary,
+        cfg = make_config("dpir", int(iters), noise_level=level / 255.0, boundary=boundary,
                              saturation=saturation, keep_images=False)
-        out, _ = dp.restore({"prior": prior, "A": op}, yc[None], cfg)
+        out, _ = restore({"prior": prior, "A": op}, yc[None], cfg)
         return np.asarray(out, np.float64)[0]
 
     consts = dict(r0=r0, beta=beta, gamma=gamma, max_ratio=max_ratio)

@@ -68,11 +68,11 @@ from .effective_noise import effective_noise_level
 from .networks import Network
 from .noise_estimation import estimate_noise_level
 from .operators import Blur, Downsample, Mask
-from .saturation import saturated_fraction
+from . import saturation as sat
 from .weights import get_spec, load_network
 
 TASKS = ("denoise", "deblur", "sr", "inpaint", "demosaic")
-SATURATION = ("auto", "off")  # deblur: clipped pixels as lower bounds, or fitted (solver's saturation)
+SATURATION = ("auto", sat.OFF)  # deblur: clipped pixels as lower bounds, or fitted (solver's saturation)
 DEMOSAIC_ONLY = ("mhc", "bilinear")  # demosaic: an interpolation alone (demosaic.malvar/bilinear)
 EFFECTIVE = ("auto", "off")  # deblur, --noise auto: sensor noise + kernel error, or sensor only
 # solver iterations per task: DPIR's, as the benchmark runs them (one owner: degradations.DEFAULTS)
@@ -376,7 +376,7 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
     check_task_options(task, kernel=kernel, scale=scale, mask=mask, calibrate=calibrate,
                        saturation=saturation, pattern=pattern, demosaic_only=demosaic_only)
     if saturation is None:
-        saturation = "auto" if task == "deblur" else "off"
+        saturation = "auto" if task == "deblur" else sat.OFF
     if saturation not in SATURATION:
         raise RestoreError(f"--saturation {saturation!r}: expected one of {SATURATION}")
     if effective_noise not in EFFECTIVE:
@@ -465,8 +465,8 @@ def restore_photo(x, task: str, *, noise="auto", kernel=None, scale: Optional[in
         op = Downsample.from_kernel(k, scale, 1)
     elif task == "deblur":
         op = Blur.from_kernel(k, 1, boundary=boundary)
-        if saturation != "off":  # the values the loop takes as lower bounds, not as data
-            report["clipped"] = float(saturated_fraction(y)[0])
+        if sat.is_on(saturation):  # the values the loop takes as lower bounds, not as data
+            report["clipped"] = float(sat.saturated_fraction(y)[0])
     side = max(y.shape[1:3]) * (scale if task == "sr" else 1)
     if task == "deblur" and boundary == "unknown":
         side += max(k.shape)

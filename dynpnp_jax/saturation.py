@@ -63,6 +63,8 @@ def one_sided(mode: str) -> bool:
     """Whether a (resolved) ``saturation`` is the clipped model (the one-sided bound at the
     level), not the fixed mask."""
     return mode == "clipped"
+
+
 KNEE = 0.8  # the denoiser sees values above it compressed (measured: 0.8 > 0.9 > 0.95)
 PEAK_QUANTILE = 0.9  # of the estimate at the clipped values (measured: 0.9 > the max, 0.5)
 
@@ -93,16 +95,22 @@ def expand(u: Array, m: Array) -> Array:
     return jnp.where(on & (u > KNEE), KNEE + (u - KNEE) / c, u)
 
 
+def clipped(y, level: float = 1.0):
+    """``True`` where ``y`` is at or within :data:`MARGIN` of ``level`` (NumPy or JAX, per value):
+    the complement of :func:`observed`."""
+    return y >= level - MARGIN
+
+
 def observed(y: Array, level) -> Array:
     """``1`` where ``y`` is below ``level - MARGIN`` (a valid observation), ``0`` where it is at or
     near the clipping level; per pixel and channel, the dtype of ``y``."""
-    return (y < level - MARGIN).astype(y.dtype)
+    return (~clipped(y, level)).astype(y.dtype)
 
 
 def saturated_fraction(y, level: float = 1.0) -> np.ndarray:
     """The fraction of saturated values of each image of a concrete ``y`` (B, H, W, C)."""
     y = np.asarray(y)
-    return np.mean(y >= level - MARGIN, axis=tuple(range(1, y.ndim)))
+    return np.mean(clipped(y, level), axis=tuple(range(1, y.ndim)))
 
 
 def check_level(clip_level) -> float:

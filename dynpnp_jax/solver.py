@@ -86,7 +86,7 @@ class Config:
     calib_margin: Optional[float] = struct.field(pytree_node=False, default=None)
     boundary: str = struct.field(pytree_node=False, default="auto")
     boundary_iters: int = struct.field(pytree_node=False, default=16)
-    saturation: str = struct.field(pytree_node=False, default="off")
+    saturation: str = struct.field(pytree_node=False, default=sat.OFF)
     clip_level: float = struct.field(pytree_node=False, default=1.0)
     delta: Any = 0.01
     mu: Any = 0.1
@@ -228,7 +228,7 @@ def make_config(mode: str = "authors", iters: Optional[int] = None, *, delta=Non
                 calib_crop: int = 4096, calib_grid: int = 5, calib_size: int = 0,
                 calib_criterion: str = "likelihood", calib_margin: Optional[float] = None,
                 boundary: str = "auto", boundary_iters: int = 16, relax=None,
-                inertia=None, saturation: str = "off", clip_level=1.0) -> Config:
+                inertia=None, saturation: str = sat.OFF, clip_level=1.0) -> Config:
     """Build a validated :class:`Config`.
 
     Args:

@@ -443,6 +443,16 @@ def test_diverged_loop_retried_only_for_auto_noise(tmp_path, capsys, monkeypatch
     assert _files(tmp_path / "given") == ["b.png"]
 
 
+def _blurred_lamp():
+    """(y, k): a 40x40 gray picture of a bright blob (1.5 over 0.3) blurred by a 5x5 box and
+    clipped at 1."""
+    from scipy import ndimage
+    yy, xx = np.mgrid[:40, :40]
+    x = 0.3 + 1.2 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 30.0)
+    k = np.ones((5, 5), np.float32) / 25
+    return np.clip(ndimage.convolve(x, k, mode="reflect"), 0, 1), k
+
+
 def test_saturation_is_on_for_deblurring_and_refused_elsewhere(tmp_path):
     """A blurred picture with a clipped highlight: deblurring treats the clipped pixels as
     unobserved by default (the solver's saturation='auto') and differs from --saturation off;
@@ -450,11 +460,8 @@ def test_saturation_is_on_for_deblurring_and_refused_elsewhere(tmp_path):
     from dynpnp_jax.restore_cli import RestoreError, restore_photo
 
     require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
-    yy, xx = np.mgrid[:40, :40]
-    x = 0.3 + 1.2 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 30.0)
-    k = np.ones((5, 5), np.float32) / 25
-    from scipy import ndimage
-    y = np.clip(ndimage.convolve(x, k, mode="reflect"), 0, 1).astype(np.float32)[None, ..., None]
+    y, k = _blurred_lamp()
+    y = y.astype(np.float32)[None, ..., None]
     assert (y >= 1).mean() > 0.01
     on, rep = restore_photo(y, "deblur", kernel=k, noise=2, iters=2)
     off, rep_off = restore_photo(y, "deblur", kernel=k, noise=2, iters=2, saturation="off")
@@ -470,11 +477,7 @@ def test_clipped_fraction_printed_and_logged(tmp_path, capsys):
     """The command's line for a picture with values at 255 says how much was taken as lower
     bounds, and the log records the fraction; with --saturation off neither does."""
     require_shared("upstream", "ffdnet", "FFDNet_gray.mat")
-    yy, xx = np.mgrid[:40, :40]
-    x = 0.3 + 1.2 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 30.0)
-    k = np.ones((5, 5), np.float32) / 25
-    from scipy import ndimage
-    y = np.clip(ndimage.convolve(x, k, mode="reflect"), 0, 1)
+    y, k = _blurred_lamp()
     src = tmp_path / "lamp.png"
     imageio.write_image(src, y)
     Image.fromarray(np.full((5, 5), 255, np.uint8)).save(tmp_path / "lamp_kernel.png")
